@@ -1,0 +1,124 @@
+"""Compose -> instantiate -> run: the one place that wires configs to objects.
+
+`run_style_transfer(cfg)` does the work and returns the results it wrote; `main` is the Hydra
+entry point that turns a `UserInputError` into one line on stderr and exit status 2.
+"""
+
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from nst_research.errors import UserInputError
+from nst_research.features import VGGFeatures
+from nst_research.nst.images import initial_image, load_image, save_image
+from nst_research.nst.module import StyleTransferModule
+from nst_research.nst.objective import StyleTransferObjective
+from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
+from nst_research.tracking.results import write_results
+
+MIN_IMAGE_SIZE = 16
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    for key, minimum in (("iterations", 1), ("save_every", 1), ("image_size", MIN_IMAGE_SIZE)):
+        value = cfg[key]
+        if not isinstance(value, int) or value < minimum:
+            raise UserInputError(f"{key}={value} must be an integer >= {minimum}")
+
+
+def build_objective(cfg: DictConfig) -> StyleTransferObjective:
+    content_layers = dict(cfg.layers.content)
+    style_layers = dict(cfg.layers.style)
+    features = instantiate(cfg.model, layers=list(content_layers) + list(style_layers))
+    assert isinstance(features, VGGFeatures)
+    return StyleTransferObjective(
+        features, content_layers, style_layers,
+        content_weight=cfg.content_weight, style_weight=cfg.style_weight, tv_weight=cfg.tv_weight,
+        gram_normalization=cfg.gram_normalization, content_reduction=cfg.content_reduction,
+    )
+
+
+def run_style_transfer(cfg: DictConfig) -> dict[str, Any]:
+    """Run one style transfer; write result.png, intermediate/, config.yaml and results.json."""
+    check_run_settings(cfg)
+    output_dir = Path(cfg.output_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    content = load_image(cfg.content, cfg.image_size)
+    style = load_image(cfg.style, cfg.image_size)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    init = initial_image(cfg.init, content, style, generator)
+    objective = build_objective(cfg)
+    optimizer = instantiate(cfg.optimizer)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    loggers = instantiate_loggers(cfg.get("logger"))
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+    module = StyleTransferModule(objective, content, style, init, optimizer,
+                                 iterations=cfg.iterations, save_every=cfg.save_every, output_dir=output_dir)
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=output_dir)
+    try:
+        start = time.perf_counter()
+        trainer.fit(module)
+        wall_time = time.perf_counter() - start
+        final_losses = module.evaluate()
+        save_image(module.image, output_dir / "result.png")
+        module.log_image("result", trainer.global_step)
+        for logger in loggers:
+            logger.log_metrics({f"final/{k}": v for k, v in final_losses.items()}, step=trainer.global_step)
+    finally:
+        finish_loggers(loggers)
+    results = {
+        "status": "completed",
+        "task": "nst",
+        "steps": trainer.global_step,
+        "loss_evaluations": module.loss_evaluations,
+        "wall_time_s": round(wall_time, 3),
+        "seed": cfg.seed,
+        "image_size": list(content.shape[-2:]),
+        "device": str(module.device),
+        "initial_losses": module.initial_losses,
+        "final_losses": final_losses,
+        "result": "result.png",
+    }
+    write_results(output_dir / "results.json", results)
+    return results
+
+
+def remove_unfinished_run_dir(output_dir: Path) -> None:
+    """After bad input, leave no half-made run directory behind (single runs only)."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.RUN and not (output_dir / "results.json").exists():
+        shutil.rmtree(output_dir, ignore_errors=True)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Hydra entry point; returns the final total loss (for sweepers that minimise it)."""
+    try:
+        results = run_style_transfer(cfg)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        remove_unfinished_run_dir(Path(cfg.output_dir))
+        sys.exit(2)
+    print(f"result: {Path(cfg.output_dir) / results['result']}  "
+          f"total loss {results['initial_losses']['total']:.4g} -> {results['final_losses']['total']:.4g}  "
+          f"({results['steps']} steps, {results['loss_evaluations']} loss evaluations, {results['wall_time_s']:.1f} s)")
+    return results["final_losses"]["total"]

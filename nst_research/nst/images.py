@@ -1,0 +1,102 @@
+"""Image I/O: any image Pillow opens becomes an RGB tensor in [0, 1]; results are saved atomically.
+
+Built-in sample images are read from the scikit-image wheel (public domain or CC0, credited in
+the README), so a first run needs no files and no network.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+from torchvision.transforms import functional as TF
+
+from nst_research.atomic import write_atomic
+from nst_research.errors import UserInputError
+
+# name -> file in skimage/data; credits in README.md ("Sample images").
+SAMPLE_IMAGES = {
+    "cat": "chelsea.png",
+    "astronaut": "astronaut.png",
+    "coffee": "coffee.png",
+    "rocket": "rocket.jpg",
+    "hubble": "hubble_deep_field.jpg",
+    "ihc": "ihc.png",
+    "retina": "retina.jpg",
+}
+
+
+def sample_path(name: str) -> Path:
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserInputError("sample images come from scikit-image; pip install scikit-image")
+    return Path(spec.submodule_search_locations[0]) / "data" / SAMPLE_IMAGES[name]
+
+
+def resolve_image(spec: str) -> Path:
+    """A sample image name or a file path -> an existing file path."""
+    if spec in SAMPLE_IMAGES:
+        return sample_path(spec)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise UserInputError(
+            f"image {spec!r} not found: give a file path or a sample name ({', '.join(SAMPLE_IMAGES)})"
+        )
+    if not path.is_file():
+        raise UserInputError(f"image {spec!r} is a directory; give an image file")
+    return path
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB: EXIF rotation applied, alpha composited on white, 16-bit rescaled."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray((array / peak * 255).clip(0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert("RGB")
+
+
+def load_image(spec: str, long_side: int | None = None) -> Tensor:
+    """Read an image file or sample name as a (1, 3, H, W) float tensor in [0, 1].
+
+    With `long_side`, resize (antialiased) so the longer side has that many pixels, keeping
+    the aspect ratio.
+    """
+    path = resolve_image(spec)
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = to_rgb(opened)
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise UserInputError(f"cannot read image {spec!r} ({error}); give a PNG, JPEG or other image file") from None
+    if long_side is not None:
+        w, h = image.size
+        scale = long_side / max(w, h)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    return TF.to_tensor(image).unsqueeze(0)
+
+
+def save_image(image: Tensor, path: Path) -> None:
+    """Save a (1, 3, H, W) or (3, H, W) tensor, clamped to [0, 1], as PNG: temporary file, then rename."""
+    pil = TF.to_pil_image(image.detach().squeeze(0).clamp(0, 1).cpu())
+    write_atomic(path, lambda f: pil.save(f, format="PNG"))
+
+
+def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """The starting image: the content, uniform noise, or the style resized to the content's size."""
+    if init == "content":
+        return content.clone()
+    if init == "noise":
+        return torch.rand(content.shape, generator=generator)
+    if init == "style":
+        return TF.resize(style, list(content.shape[-2:]), antialias=True).clamp(0, 1)
+    raise UserInputError(f"unknown init {init!r}; choose content, noise or style")

@@ -1,0 +1,90 @@
+"""`StyleTransferModule`: a manual-optimisation LightningModule whose only trainable parameter is the image."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+from torch.optim import LBFGS, Optimizer
+from torch.utils.data import DataLoader
+
+from nst_research.nst.images import save_image
+from nst_research.nst.objective import StyleTransferObjective
+
+
+class StyleTransferModule(pl.LightningModule):
+    """Optimises pixels to minimise a `StyleTransferObjective` (Gatys et al., 2016).
+
+    One training batch is one optimizer step. L-BFGS steps through a closure (each call is one
+    loss evaluation, counted); Adam and SGD take plain steps and are clamped to [0, 1] after
+    each. Every `save_every` steps the image is written to `intermediate/` and to the loggers.
+    """
+
+    def __init__(self, objective: StyleTransferObjective, content: Tensor, style: Tensor, init: Tensor,
+                 optimizer: Callable[[list[nn.Parameter]], Optimizer], iterations: int,
+                 save_every: int, output_dir: Path):
+        super().__init__()
+        self.automatic_optimization = False
+        self.objective = objective
+        self.register_buffer("content", content, persistent=False)
+        self.register_buffer("style", style, persistent=False)
+        self.image = nn.Parameter(init.contiguous())  # L-BFGS flattens gradients with view(-1)
+        self.optimizer_factory, self.iterations = optimizer, iterations
+        self.save_every, self.output_dir = save_every, Path(output_dir)
+        self.loss_evaluations = 0
+        self.initial_losses: dict[str, float] = {}
+
+    def train_dataloader(self) -> DataLoader:
+        """One item per optimizer step: Lightning needs a loader even when the data is one image."""
+        return DataLoader(range(self.iterations), batch_size=None)
+
+    def configure_optimizers(self) -> Optimizer:
+        return self.optimizer_factory([self.image])
+
+    def on_fit_start(self) -> None:
+        self.objective.set_targets(self.content, self.style)
+        self.initial_losses = self.evaluate()
+        self.save_intermediate(step=0)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Every loss term of the image as it would be saved (clamped to [0, 1])."""
+        return {k: v.item() for k, v in self.objective(self.image.clamp(0, 1)).items()}
+
+    def training_step(self, batch: int, batch_idx: int) -> None:
+        optimizer = self.optimizers()
+        last: dict[str, Tensor] = {}
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            losses = self.objective(self.image)
+            self.manual_backward(losses["total"])
+            self.loss_evaluations += 1
+            last.update(losses)
+            return losses["total"]
+
+        optimizer.step(closure=closure)
+        if not isinstance(optimizer.optimizer, LBFGS):
+            with torch.no_grad():
+                self.image.clamp_(0, 1)
+        self.log("loss", last["total"].detach(), prog_bar=True, logger=False)
+        self.log_dict({f"loss/{k}": v.detach() for k, v in last.items()})
+        self.log("loss_evaluations", float(self.loss_evaluations))
+
+    def on_train_batch_end(self, outputs: object, batch: int, batch_idx: int) -> None:
+        step = self.global_step
+        if step % self.save_every == 0 and step != self.iterations:
+            self.save_intermediate(step)
+
+    def save_intermediate(self, step: int) -> None:
+        if self.trainer.is_global_zero:
+            save_image(self.image, self.output_dir / "intermediate" / f"step_{step:05d}.png")
+            self.log_image("image", step)
+
+    def log_image(self, key: str, step: int) -> None:
+        """Send the current (clamped) image to every logger that takes images (W&B)."""
+        image = self.image.detach().clamp(0, 1).squeeze(0).cpu()
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key=key, images=[image], step=step)
