@@ -63,9 +63,14 @@ def run_style_transfer(cfg: DictConfig) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(cfg.seed)
     init = initial_image(cfg.init, content, style, generator)
     objective = build_objective(cfg)
+    objective.features.check_size(content)
     optimizer = instantiate(cfg.optimizer)
+    if optimizer.func is torch.optim.LBFGS and str(cfg.trainer.get("precision", "32")) not in ("32", "32-true"):
+        raise UserInputError("L-BFGS runs in fp32 only; drop the trainer.precision override or use optimizer=adam")
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    save_image(content, output_dir / "content.png")
+    save_image(style, output_dir / "style.png")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     loggers = instantiate_loggers(cfg.get("logger"))
@@ -74,11 +79,24 @@ def run_style_transfer(cfg: DictConfig) -> dict[str, Any]:
     module = StyleTransferModule(objective, content, style, init, optimizer,
                                  iterations=cfg.iterations, save_every=cfg.save_every, output_dir=output_dir)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=output_dir)
+    start = time.perf_counter()
+    status = "failed"
     try:
-        start = time.perf_counter()
         trainer.fit(module)
-        wall_time = time.perf_counter() - start
-        final_losses = module.evaluate()
+        status = "completed"
+    except (KeyboardInterrupt, SystemExit):
+        status = "interrupted"
+        raise
+    finally:
+        results = save_outcome(module, trainer, loggers, status, time.perf_counter() - start, cfg.seed, output_dir)
+    return results
+
+
+def save_outcome(module: StyleTransferModule, trainer: pl.Trainer, loggers: list, status: str,
+                 wall_time: float, seed: int, output_dir: Path) -> dict[str, Any]:
+    """Save the image as it stands (finished or not) and results.json; end the loggers."""
+    try:
+        final_losses = module.evaluate() if module.initial_losses else {}
         save_image(module.image, output_dir / "result.png")
         module.log_image("result", trainer.global_step)
         for logger in loggers:
@@ -86,13 +104,13 @@ def run_style_transfer(cfg: DictConfig) -> dict[str, Any]:
     finally:
         finish_loggers(loggers)
     results = {
-        "status": "completed",
+        "status": status,
         "task": "nst",
         "steps": trainer.global_step,
         "loss_evaluations": module.loss_evaluations,
         "wall_time_s": round(wall_time, 3),
-        "seed": cfg.seed,
-        "image_size": list(content.shape[-2:]),
+        "seed": seed,
+        "image_size": list(module.image.shape[-2:]),
         "device": str(module.device),
         "initial_losses": module.initial_losses,
         "final_losses": final_losses,

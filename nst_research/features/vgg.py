@@ -59,12 +59,16 @@ class VGGFeatures(nn.Module):
         """Always in eval mode: the feature network is fixed."""
         return super().train(False)
 
-    def forward(self, image: Tensor) -> dict[str, Tensor]:
+    def check_size(self, image: Tensor) -> None:
+        """Refuse images too small to reach the deepest layer."""
         if min(image.shape[-2:]) < self.min_size:
             raise UserInputError(
                 f"image of {tuple(image.shape[-2:])} px is too small for layer {self.deepest} "
                 f"(needs at least {self.min_size} px a side); raise image_size"
             )
+
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        self.check_size(image)
         features, x = {}, image
         for name, module in self.net.items():
             x = module(x)

@@ -23,7 +23,6 @@ SAMPLE_IMAGES = {
     "coffee": "coffee.png",
     "rocket": "rocket.jpg",
     "hubble": "hubble_deep_field.jpg",
-    "ihc": "ihc.png",
     "retina": "retina.jpg",
 }
 

@@ -46,7 +46,7 @@ def wandb_mode() -> tuple[str, str | None]:
         return ("offline" if requested == "dryrun" else requested), None
     host = wandb_host()
     if not has_wandb_login(host):
-        return "offline", "no W&B login (run `wandb login` to log online)"
+        return "offline", "no login found (run `wandb login` to log online)"
     if not can_reach(host):
         return "offline", f"cannot reach {host}"
     return "online", None
