@@ -4,6 +4,7 @@
 entry point that turns a `UserInputError` into one line on stderr and exit status 2.
 """
 
+import logging
 import shutil
 import sys
 import time
@@ -31,7 +32,9 @@ MIN_IMAGE_SIZE = 16
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
-warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
+warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # the frozen VGG, by design
+warnings.filterwarnings("ignore", ".*treespec.*")  # a Lightning deprecation notice, not ours
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
 
 
 def check_run_settings(cfg: DictConfig) -> None:
