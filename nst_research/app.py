@@ -16,6 +16,7 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -47,7 +48,12 @@ def check_run_settings(cfg: DictConfig) -> None:
 def build_objective(cfg: DictConfig) -> StyleTransferObjective:
     content_layers = dict(cfg.layers.content)
     style_layers = dict(cfg.layers.style)
-    features = instantiate(cfg.model, layers=list(content_layers) + list(style_layers))
+    try:
+        features = instantiate(cfg.model, layers=list(content_layers) + list(style_layers))
+    except InstantiationException as error:  # Hydra wraps the constructor's own error
+        if isinstance(error.__cause__, UserInputError):
+            raise error.__cause__ from None
+        raise
     assert isinstance(features, VGGFeatures)
     return StyleTransferObjective(
         features, content_layers, style_layers,
@@ -124,10 +130,15 @@ def save_outcome(module: StyleTransferModule, trainer: pl.Trainer, loggers: list
 
 
 def remove_unfinished_run_dir(output_dir: Path) -> None:
-    """After bad input, leave no half-made run directory behind (single runs only)."""
+    """After bad input, remove what Hydra wrote for this run (single runs only), and the directory if then empty."""
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode == RunMode.RUN and not (output_dir / "results.json").exists():
-        shutil.rmtree(output_dir, ignore_errors=True)
+    if hydra_cfg.mode != RunMode.RUN or (output_dir / "results.json").exists():
+        return
+    if hydra_cfg.output_subdir:
+        shutil.rmtree(output_dir / hydra_cfg.output_subdir, ignore_errors=True)
+    (output_dir / f"{hydra_cfg.job.name}.log").unlink(missing_ok=True)
+    if output_dir.is_dir() and not any(output_dir.iterdir()):
+        output_dir.rmdir()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

@@ -5,11 +5,14 @@ name says its block and its place in the block, as in Gatys et al. (2016) and Ca
 """
 
 from torch import nn
+from torchvision.models import vgg
 
 from nst_research.errors import UserInputError
 
 # Convolutions per block; pooling closes each block.
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+# torchvision's names for the same topologies.
+TORCHVISION_CFGS = {"vgg16": "D", "vgg19": "E"}
 
 
 def layer_names(arch: str) -> list[str]:
@@ -48,7 +51,13 @@ def name_modules(arch: str, features: nn.Sequential) -> dict[str, nn.Module]:
 
 
 def min_input_size(arch: str, deepest: str) -> int:
-    """Smallest image side (px) whose feature map at `deepest` is at least 1 px: 2 ** pools before it."""
+    """Smallest image side (px) whose feature map at `deepest` is at least 1 px: 2 ** pools up to it."""
     names = layer_names(arch)
-    pools = sum(1 for name in names[: names.index(deepest)] if name.startswith("pool"))
+    pools = sum(1 for name in names[: names.index(deepest) + 1] if name.startswith("pool"))
     return 2**pools
+
+
+def vgg_features(arch: str) -> nn.Sequential:
+    """torchvision's VGG `features` Sequential alone (no 120M-parameter classifier), default init."""
+    layer_names(arch)  # validates arch
+    return vgg.make_layers(vgg.cfgs[TORCHVISION_CFGS[arch]])

@@ -2,10 +2,9 @@
 
 import torch
 from torch import Tensor, nn
-from torchvision import models
 
 from nst_research.errors import UserInputError
-from nst_research.features.layers import check_layers, layer_names, min_input_size, name_modules
+from nst_research.features.layers import check_layers, layer_names, min_input_size, name_modules, vgg_features
 from nst_research.features.weights import fold_input_transform, load_weights
 
 
@@ -33,7 +32,7 @@ class VGGFeatures(nn.Module):
         self.deepest = max(layers, key=order.index)
 
         source = load_weights(weights, arch, path, input_convention, sha256)
-        network = models.get_model(arch, weights=None).features
+        network = vgg_features(arch)
         convs = [m for m in network if isinstance(m, nn.Conv2d)]
         with torch.no_grad():
             for conv, (weight, bias) in zip(convs, source.convs, strict=True):

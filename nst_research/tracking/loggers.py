@@ -40,10 +40,10 @@ def can_reach(host: str, port: int = 443, timeout: float = 3.0) -> bool:
 
 
 def wandb_mode() -> tuple[str, str | None]:
-    """('online' | 'offline' | 'disabled', reason for not going online or None)."""
+    """('online' | 'offline' | 'disabled', why not online, or None when online)."""
     requested = os.environ.get("WANDB_MODE")
     if requested in ("offline", "disabled", "dryrun"):
-        return ("offline" if requested == "dryrun" else requested), None
+        return ("offline" if requested == "dryrun" else requested), f"WANDB_MODE={requested}"
     host = wandb_host()
     if not has_wandb_login(host):
         return "offline", "no login found (run `wandb login` to log online)"

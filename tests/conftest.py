@@ -1,0 +1,97 @@
+"""Shared fixtures: Hydra composition, the command line, a random VGG19 state dict on disk.
+
+No test touches the network: W&B runs offline (its config and cache directories under a
+temporary folder) and torchvision downloads are blocked where a test asks for them.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+RUN_SCRIPT = REPO / "scripts" / "run.py"
+
+# Set at import, before any test or subprocess can start W&B.
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ.pop("HYDRA_FULL_ERROR", None)  # the CLI tests check the short, user-facing error
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _wandb_dirs(tmp_path_factory: pytest.TempPathFactory):
+    """Keep W&B's settings, cache and data out of the home directory."""
+    root = tmp_path_factory.mktemp("wandb_home")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+            (root / name).mkdir()
+            mp.setenv(name, str(root / name))
+        mp.delenv("WANDB_API_KEY", raising=False)
+        yield
+
+
+def compose_config(overrides: list[str] | tuple[str, ...], output_dir: Path) -> DictConfig:
+    """The primary config as the app would see it, writing to `output_dir`.
+
+    (The default `output_dir: ${hydra:runtime.output_dir}` only resolves inside a Hydra run.)
+    """
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=[*overrides, f"output_dir={output_dir}"])
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """`compose_cfg(overrides, output_dir=None)`; `output_dir` defaults to the test's tmp_path."""
+
+    def _compose(overrides: list[str] | tuple[str, ...] = (), output_dir: Path | None = None) -> DictConfig:
+        return compose_config(overrides, tmp_path if output_dir is None else output_dir)
+
+    return _compose
+
+
+@pytest.fixture(scope="session")
+def compose_at() -> Callable[[list[str], Path], DictConfig]:
+    """`compose_at(overrides, output_dir)` for module- or session-scoped fixtures."""
+    return compose_config
+
+
+@pytest.fixture(scope="session")
+def run_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """`run_cli(*overrides, timeout=...)`: `python scripts/run.py ...` from the repository root."""
+
+    def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        env = dict(os.environ)
+        env.pop("HYDRA_FULL_ERROR", None)
+        return subprocess.run([sys.executable, str(RUN_SCRIPT), *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    return _run
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def random_vgg19_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor], str]:
+    """A random VGG19 `features` state dict saved to disk: (path, state dict, sha256)."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(1234)
+    features = make_layers(cfgs["E"], batch_norm=False)  # torchvision's vgg19().features, without the classifier
+    with torch.no_grad():
+        for module in features:
+            if isinstance(module, torch.nn.Conv2d):
+                module.bias.uniform_(-0.1, 0.1)  # non-zero biases, so the bias folding is exercised
+    state = {k: v.clone() for k, v in features.state_dict().items()}
+    path = tmp_path_factory.mktemp("weights") / "vgg19_random.pth"
+    torch.save(state, path)
+    return path, state, file_sha256(path)

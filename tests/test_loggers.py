@@ -1,0 +1,61 @@
+"""W&B mode selection never needs a server, and a logger entry that yields nothing is skipped."""
+
+import pytest
+from lightning.pytorch.loggers import CSVLogger
+
+from nst_research.tracking import loggers as L
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to reach the network")
+
+    monkeypatch.setattr(L, "can_reach", refuse)
+
+
+@pytest.mark.parametrize("requested, mode", [("offline", "offline"), ("dryrun", "offline"), ("disabled", "disabled")])
+def test_requested_mode_is_honoured_without_checks(monkeypatch, no_network, requested, mode):
+    monkeypatch.setenv("WANDB_MODE", requested)
+    assert L.wandb_mode() == (mode, f"WANDB_MODE={requested}")
+
+
+def test_no_login_goes_offline_and_says_why(monkeypatch, tmp_path, no_network):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    empty = tmp_path / "netrc"
+    empty.write_text("")
+    monkeypatch.setenv("NETRC", str(empty))
+    mode, reason = L.wandb_mode()
+    assert mode == "offline"
+    assert "wandb login" in reason
+
+
+def test_login_without_reachable_server_goes_offline(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.invalid")
+    monkeypatch.setattr(L, "can_reach", lambda host, *a, **k: False)
+    assert L.wandb_mode() == ("offline", "cannot reach wandb.example.invalid")
+
+
+def test_netrc_login_is_found(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert L.has_wandb_login("api.wandb.ai")
+    assert not L.has_wandb_login("other.example")
+
+
+def test_disabled_wandb_is_skipped_and_csv_kept(monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cfg = {
+        "wandb": {"_target_": "nst_research.tracking.loggers.wandb_logger", "project": "p", "save_dir": str(tmp_path)},
+        "csv": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": str(tmp_path), "name": "csv"},
+    }
+    loggers = L.instantiate_loggers(cfg)
+    assert len(loggers) == 1 and isinstance(loggers[0], CSVLogger)
+    assert not (tmp_path / "wandb").exists()
+    assert L.instantiate_loggers(None) == []

@@ -1,0 +1,192 @@
+"""Losses against values computed by hand on tiny tensors, and the objective that weights them."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from nst_research.errors import UserInputError
+from nst_research.nst.losses import content_loss, gram_matrix, style_loss, tv_loss
+from nst_research.nst.objective import StyleTransferObjective
+
+
+def t(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32)
+
+
+# ---------------------------------------------------------------- content loss
+
+def test_content_loss_mean_and_half_sum_by_hand():
+    features = t([[[[1.0, 2.0], [3.0, 4.0]]]])
+    target = t([[[[1.0, 0.0], [0.0, 2.0]]]])
+    # differences 0, 2, 3, 2 -> squares 0, 4, 9, 4: sum 17
+    assert content_loss(features, target, "mean").item() == pytest.approx(17 / 4)
+    assert content_loss(features, target, "half_sum").item() == pytest.approx(17 / 2)
+    assert content_loss(features, target).item() == pytest.approx(17 / 4)  # default: mean
+
+
+def test_content_loss_is_zero_at_the_target_and_has_a_gradient():
+    target = torch.rand(1, 3, 4, 4)
+    x = target.clone().requires_grad_(True)
+    assert content_loss(x, target).item() == 0.0
+    y = (target + 1.0).requires_grad_(True)
+    content_loss(y, target, "half_sum").backward()
+    # d/dy 1/2 sum (y - t)^2 = y - t = 1 everywhere
+    torch.testing.assert_close(y.grad, torch.ones_like(y))
+
+
+def test_content_loss_unknown_reduction_raises():
+    with pytest.raises(ValueError, match="sum"):
+        content_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), "sum")
+
+
+# ---------------------------------------------------------------- Gram matrix
+
+# One image, two channels, 2x2 positions:
+#   channel 0 = [[1, 2], [3, 4]] -> flat (1, 2, 3, 4)
+#   channel 1 = [[0, 1], [0, 1]] -> flat (0, 1, 0, 1)
+# G00 = 1 + 4 + 9 + 16 = 30, G01 = G10 = 0 + 2 + 0 + 4 = 6, G11 = 0 + 1 + 0 + 1 = 2
+TINY = t([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, 1.0]]]])  # 1 x 2 x 2 x 2
+
+
+@pytest.mark.parametrize("normalization, expected", [
+    ("none", [[30.0, 6.0], [6.0, 2.0]]),
+    ("chw", [[30 / 8, 6 / 8], [6 / 8, 2 / 8]]),   # C*H*W = 2*2*2 = 8
+    ("hw", [[30 / 4, 6 / 4], [6 / 4, 2 / 4]]),    # H*W = 4
+])
+def test_gram_matrix_by_hand(normalization, expected):
+    gram = gram_matrix(TINY, normalization)
+    assert gram.shape == (1, 2, 2)
+    torch.testing.assert_close(gram, t([expected]))
+
+
+def test_gram_matrix_default_is_chw():
+    torch.testing.assert_close(gram_matrix(TINY), gram_matrix(TINY, "chw"))
+
+
+def test_gram_matrix_keeps_images_of_a_batch_apart():
+    other = torch.zeros_like(TINY)
+    other[0, 0] = 1.0  # channel 0 all ones: G00 = 4, the rest 0
+    grams = gram_matrix(torch.cat([TINY, other]), "none")
+    torch.testing.assert_close(grams[0], t([[30.0, 6.0], [6.0, 2.0]]))
+    torch.testing.assert_close(grams[1], t([[4.0, 0.0], [0.0, 0.0]]))
+
+
+def test_gram_matrix_unknown_normalisation_raises():
+    with pytest.raises(ValueError, match="normalisation"):
+        gram_matrix(TINY, "cw")
+
+
+# ---------------------------------------------------------------- style loss
+
+def test_style_loss_weighted_sum_and_per_layer_values():
+    features = {
+        "a": t([[[[1.0, 2.0]]]]),        # 1 channel, 1x2: Gram (none) = 1 + 4 = 5
+        "b": t([[[[1.0]], [[2.0]]]]),    # 2 channels, 1x1: Gram = [[1, 2], [2, 4]]
+        "ignored": torch.full((1, 1, 1, 1), 100.0),  # not in layer_weights: must not count
+    }
+    targets = {"a": t([[[3.0]]]), "b": torch.zeros(1, 2, 2)}
+    total, per_layer = style_loss(features, targets, {"a": 0.5, "b": 2.0}, normalization="none")
+    # a: (5 - 3)^2 = 4 (mean over one entry); b: mean(1, 4, 4, 16) = 25 / 4
+    assert set(per_layer) == {"a", "b"}
+    assert per_layer["a"].item() == pytest.approx(4.0)
+    assert per_layer["b"].item() == pytest.approx(6.25)
+    assert total.item() == pytest.approx(0.5 * 4.0 + 2.0 * 6.25)
+
+
+def test_style_loss_uses_the_normalisation_it_is_given():
+    features = {"a": t([[[[1.0, 2.0]]]])}  # Gram: none 5, chw and hw 5 / 2
+    total, _ = style_loss(features, {"a": t([[[2.5]]])}, {"a": 1.0}, normalization="chw")
+    assert total.item() == pytest.approx(0.0)
+    total, _ = style_loss(features, {"a": t([[[2.5]]])}, {"a": 1.0}, normalization="none")
+    assert total.item() == pytest.approx(2.5**2)
+
+
+# ---------------------------------------------------------------- total variation
+
+def test_tv_loss_by_hand():
+    image = t([[[[0.0, 1.0], [2.0, 3.0]]]])
+    # vertical differences (2, 2) -> mean square 4; horizontal (1, 1) -> 1
+    assert tv_loss(image).item() == pytest.approx(5.0)
+
+
+def test_tv_loss_counts_both_directions_equally():
+    stripes = t([[[[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]]])  # varies along x only
+    horizontal = tv_loss(stripes).item()
+    vertical = tv_loss(stripes.transpose(-1, -2)).item()  # the same pattern along y only
+    assert horizontal == pytest.approx(1.0)  # differences +-1 along x, none along y
+    assert vertical == pytest.approx(horizontal)
+    assert tv_loss(torch.full((1, 3, 4, 4), 0.7)).item() == 0.0
+
+
+# ---------------------------------------------------------------- the weighted objective
+
+class IdentityFeatures(nn.Module):
+    """Stands in for VGGFeatures: the image itself is the one feature map."""
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"relu1_1": image}
+
+
+CONTENT = torch.linspace(0, 1, 75).reshape(1, 3, 5, 5)
+STYLE = torch.linspace(1, 0, 75).reshape(1, 3, 5, 5) ** 2
+
+
+def make_objective(**kwargs) -> StyleTransferObjective:
+    objective = StyleTransferObjective(IdentityFeatures(), {"relu1_1": 1.0}, {"relu1_1": 1.0}, **kwargs)
+    objective.set_targets(CONTENT, STYLE)
+    return objective
+
+
+def test_objective_total_is_the_weighted_sum_of_its_terms():
+    objective = make_objective(content_weight=2.0, style_weight=30.0, tv_weight=0.5, gram_normalization="hw")
+    image = torch.rand(1, 3, 5, 5)
+    losses = objective(image)
+    assert {"total", "content", "style", "tv", "style/relu1_1"} <= set(losses)
+    content = (image - CONTENT).pow(2).mean()
+    style = (gram_matrix(image, "hw") - gram_matrix(STYLE, "hw")).pow(2).mean()
+    assert losses["content"].item() == pytest.approx(content.item(), rel=1e-6)
+    assert losses["style"].item() == pytest.approx(style.item(), rel=1e-6)
+    assert losses["tv"].item() == pytest.approx(tv_loss(image).item(), rel=1e-6)
+    expected = 2.0 * content + 30.0 * style + 0.5 * tv_loss(image)
+    assert losses["total"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("direction", ["x", "y"])
+def test_objective_applies_tv_weight_to_both_directions(direction):
+    """The circulated bug weights one direction only: here each direction alone must scale."""
+    image = torch.zeros(1, 3, 5, 5)
+    if direction == "x":
+        image[..., :, ::2] = 1.0
+    else:
+        image[..., ::2, :] = 1.0
+    without = make_objective(tv_weight=0.0)(image)["total"].item()
+    weighted = make_objective(tv_weight=3.0)(image)["total"].item()
+    assert tv_loss(image).item() == pytest.approx(1.0)
+    assert weighted - without == pytest.approx(3.0 * 1.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"style_weight": -1.0},
+    {"content_weight": float("nan")},
+    {"tv_weight": float("inf")},
+    {"gram_normalization": "cw"},
+    {"content_reduction": "sum"},
+])
+def test_objective_rejects_bad_settings(kwargs):
+    with pytest.raises(UserInputError, match=next(iter(kwargs))):
+        StyleTransferObjective(IdentityFeatures(), {"relu1_1": 1.0}, {"relu1_1": 1.0}, **kwargs)
+
+
+def test_objective_rejects_negative_layer_weight():
+    with pytest.raises(UserInputError, match=r"layers\.style\.relu1_1"):
+        StyleTransferObjective(IdentityFeatures(), {"relu1_1": 1.0}, {"relu1_1": -0.5})
+
+
+def test_objective_gradient_reaches_the_image():
+    objective = make_objective(tv_weight=1.0)
+    image = torch.rand(1, 3, 5, 5, requires_grad=True)
+    objective(image)["total"].backward()
+    assert image.grad is not None and math.isfinite(image.grad.abs().sum().item())
+    assert image.grad.abs().sum().item() > 0
