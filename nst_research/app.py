@@ -111,7 +111,7 @@ def save_outcome(module: StyleTransferModule, trainer: pl.Trainer, loggers: list
         for logger in loggers:
             logger.log_metrics({f"final/{k}": v for k, v in final_losses.items()}, step=trainer.global_step)
     finally:
-        finish_loggers(loggers)
+        finish_loggers(loggers, "success" if status == "completed" else "failed")
     results = {
         "status": status,
         "task": "nst",

@@ -59,3 +59,20 @@ def test_disabled_wandb_is_skipped_and_csv_kept(monkeypatch, tmp_path):
     assert len(loggers) == 1 and isinstance(loggers[0], CSVLogger)
     assert not (tmp_path / "wandb").exists()
     assert L.instantiate_loggers(None) == []
+
+
+def test_wandb_that_cannot_start_never_stops_the_run(monkeypatch, tmp_path, capsys):
+    """Online fails, then offline fails too: the logger is dropped with one notice, no exception."""
+    monkeypatch.setattr(L, "wandb_mode", lambda: ("online", None))
+    attempts = []
+
+    class BrokenWandbLogger:
+        def __init__(self, offline, **kwargs):
+            attempts.append(offline)
+            raise OSError("server said 500")
+
+    monkeypatch.setattr(L, "WandbLogger", BrokenWandbLogger)
+    assert L.wandb_logger(project="p", save_dir=str(tmp_path)) is None
+    assert attempts == [False, True]  # tried online, then offline
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "server said 500" in err[0] and "continuing without W&B" in err[0]

@@ -78,9 +78,10 @@ def instantiate_loggers(logger_cfg: Mapping[str, Any] | None) -> list[Logger]:
     return [logger for logger in loggers if logger is not None]
 
 
-def finish_loggers(loggers: list[Logger]) -> None:
-    """End every W&B run, so the next job of a multirun starts its own."""
+def finish_loggers(loggers: list[Logger], status: str = "success") -> None:
+    """Flush every logger and end every W&B run (exit code 1 unless `status` is "success"),
+    so the next job of a multirun starts its own."""
     for logger in loggers:
-        logger.finalize("success")
+        logger.finalize(status)
         if isinstance(logger, WandbLogger):
-            logger.experiment.finish()
+            logger.experiment.finish(exit_code=0 if status == "success" else 1)
