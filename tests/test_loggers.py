@@ -76,3 +76,23 @@ def test_wandb_that_cannot_start_never_stops_the_run(monkeypatch, tmp_path, caps
     assert attempts == [False, True]  # tried online, then offline
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "server said 500" in err[0] and "continuing without W&B" in err[0]
+
+
+def test_offline_logger_does_not_leak_wandb_mode_into_the_next_job(monkeypatch, tmp_path):
+    """Lightning's offline WandbLogger sets WANDB_MODE=dryrun; the next multirun job must decide afresh."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(L, "wandb_mode", lambda: ("offline", "no login found"))
+
+    class FakeRun:
+        dir = str(tmp_path / "offline-run-x" / "files")
+
+    class FakeWandbLogger:
+        def __init__(self, offline, **kwargs):
+            import os
+            os.environ["WANDB_MODE"] = "dryrun"  # what Lightning does for offline=True
+            self.experiment = FakeRun()
+
+    monkeypatch.setattr(L, "WandbLogger", FakeWandbLogger)
+    assert isinstance(L.wandb_logger(project="p"), FakeWandbLogger)
+    import os
+    assert "WANDB_MODE" not in os.environ

@@ -52,11 +52,19 @@ def wandb_mode() -> tuple[str, str | None]:
     return "online", None
 
 
+def restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 def wandb_logger(**kwargs: Any) -> Logger | None:
     """A started `WandbLogger`: online when possible, else offline, else None (the run goes on)."""
     mode, reason = wandb_mode()
     if mode == "disabled":
         return None
+    requested = os.environ.get("WANDB_MODE")
     for offline in ([False, True] if mode == "online" else [True]):
         try:
             logger = WandbLogger(offline=offline, **kwargs)
@@ -64,6 +72,8 @@ def wandb_logger(**kwargs: Any) -> Logger | None:
         except Exception as error:  # W&B must never stop a run
             reason = f"W&B failed to start ({type(error).__name__}: {error})"
             continue
+        finally:  # WandbLogger(offline=True) sets WANDB_MODE; the next job of a multirun decides afresh
+            restore_env("WANDB_MODE", requested)
         if offline:
             notice(f"W&B: {reason}; logging offline to {run.dir.removesuffix('/files')} "
                    "(upload later with `wandb sync <that dir>`)")
