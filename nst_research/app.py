@@ -59,6 +59,7 @@ def build_objective(cfg: DictConfig) -> StyleTransferObjective:
         features, content_layers, style_layers,
         content_weight=cfg.content_weight, style_weight=cfg.style_weight, tv_weight=cfg.tv_weight,
         gram_normalization=cfg.gram_normalization, content_reduction=cfg.content_reduction,
+        style_loss=cfg.style_loss,
     )
 
 

@@ -1,5 +1,7 @@
 """W&B mode selection never needs a server, and a logger entry that yields nothing is skipped."""
 
+import os
+
 import pytest
 from lightning.pytorch.loggers import CSVLogger
 
@@ -88,11 +90,9 @@ def test_offline_logger_does_not_leak_wandb_mode_into_the_next_job(monkeypatch, 
 
     class FakeWandbLogger:
         def __init__(self, offline, **kwargs):
-            import os
             os.environ["WANDB_MODE"] = "dryrun"  # what Lightning does for offline=True
             self.experiment = FakeRun()
 
     monkeypatch.setattr(L, "WandbLogger", FakeWandbLogger)
     assert isinstance(L.wandb_logger(project="p"), FakeWandbLogger)
-    import os
     assert "WANDB_MODE" not in os.environ

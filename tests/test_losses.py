@@ -2,12 +2,18 @@
 
 import math
 
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
 
 from nst_research.errors import UserInputError
-from nst_research.nst.losses import content_loss, gram_matrix, style_loss, tv_loss
+from nst_research.nst.losses import (
+    content_loss, gram_loss, gram_matrix, mean_covariance, mean_std, mean_std_loss, sqrtm_psd, style_loss, tv_loss,
+    wasserstein2_loss,
+)
+from nst_research.nst.style_losses import STYLE_LOSSES, make_style_loss
 from nst_research.nst.objective import StyleTransferObjective
 
 
@@ -87,7 +93,7 @@ def test_style_loss_weighted_sum_and_per_layer_values():
         "ignored": torch.full((1, 1, 1, 1), 100.0),  # not in layer_weights: must not count
     }
     targets = {"a": t([[[3.0]]]), "b": torch.zeros(1, 2, 2)}
-    total, per_layer = style_loss(features, targets, {"a": 0.5, "b": 2.0}, normalization="none")
+    total, per_layer = style_loss(features, targets, {"a": 0.5, "b": 2.0}, partial(gram_loss, normalization="none"))
     # a: (5 - 3)^2 = 4 (mean over one entry); b: mean(1, 4, 4, 16) = 25 / 4
     assert set(per_layer) == {"a", "b"}
     assert per_layer["a"].item() == pytest.approx(4.0)
@@ -97,9 +103,9 @@ def test_style_loss_weighted_sum_and_per_layer_values():
 
 def test_style_loss_uses_the_normalisation_it_is_given():
     features = {"a": t([[[[1.0, 2.0]]]])}  # Gram: none 5, chw and hw 5 / 2
-    total, _ = style_loss(features, {"a": t([[[2.5]]])}, {"a": 1.0}, normalization="chw")
+    total, _ = style_loss(features, {"a": t([[[2.5]]])}, {"a": 1.0}, partial(gram_loss, normalization="chw"))
     assert total.item() == pytest.approx(0.0)
-    total, _ = style_loss(features, {"a": t([[[2.5]]])}, {"a": 1.0}, normalization="none")
+    total, _ = style_loss(features, {"a": t([[[2.5]]])}, {"a": 1.0}, partial(gram_loss, normalization="none"))
     assert total.item() == pytest.approx(2.5**2)
 
 
@@ -190,3 +196,61 @@ def test_objective_gradient_reaches_the_image():
     objective(image)["total"].backward()
     assert image.grad is not None and math.isfinite(image.grad.abs().sum().item())
     assert image.grad.abs().sum().item() > 0
+
+
+# ---------------------------------------------------------------- other style losses
+
+def test_mean_std_loss_by_hand():
+    features = t([[[[1.0, 3.0]], [[2.0, 2.0]]]])  # channel means (2, 2), stds (1, 0)
+    mean, std = mean_std(features)
+    assert torch.allclose(mean, t([[2.0, 2.0]]))
+    assert torch.allclose(std, t([[1.0, 0.0]]), atol=1e-3)
+    loss = mean_std_loss(features, t([[0.0, 2.0]]), t([[1.0, 2.0]]))
+    # means: ((2-0)^2 + 0) / 2 = 2; stds: (0 + (0-2)^2) / 2 = 2
+    assert loss.item() == pytest.approx(4.0, abs=1e-3)
+
+
+def test_sqrtm_psd_squares_back():
+    a = torch.randn(5, 5, dtype=torch.float64)
+    spd = a @ a.T + 0.1 * torch.eye(5, dtype=torch.float64)
+    root = sqrtm_psd(spd)
+    assert torch.allclose(root @ root, spd, atol=1e-8)
+    assert torch.allclose(root, root.T, atol=1e-10)
+
+
+def test_wasserstein_between_gaussians_by_hand():
+    """Diagonal covariances: W2^2 = |m1-m2|^2 + sum (s1 - s2)^2 over channels, here divided by C = 2."""
+    features = t([[[[0.0, 2.0]], [[1.0, 1.0]]]])  # means (1, 1); covariance diag(1, 0)
+    mean, cov = mean_covariance(features)
+    assert torch.allclose(cov, t([[[1.0, 0.0], [0.0, 0.0]]]))
+    target_mean, target_cov = t([[0.0, 1.0]]), torch.diag(t([4.0, 0.0])).unsqueeze(0)
+    loss = wasserstein2_loss(features, target_mean, target_cov, sqrtm_psd(target_cov))
+    # mean term 1; cov term: (1 - 2)^2 = 1 (std 1 vs 2); total 2, / C = 1
+    assert loss.item() == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", STYLE_LOSSES)
+def test_style_losses_are_zero_for_identical_features_and_positive_otherwise(name):
+    torch.manual_seed(0)
+    style_loss_fn = make_style_loss(name)
+    features = torch.rand(1, 8, 6, 6)
+    targets = style_loss_fn.targets(features)
+    assert style_loss_fn(features, targets).item() == pytest.approx(0.0, abs=1e-5)
+    other = torch.rand(1, 8, 6, 6) * 2 + 0.5
+    assert style_loss_fn(other, targets).item() > 1e-3
+
+
+@pytest.mark.parametrize("name", STYLE_LOSSES)
+def test_style_losses_give_finite_gradients(name):
+    style_loss_fn = make_style_loss(name)
+    targets = style_loss_fn.targets(torch.rand(1, 8, 6, 6))
+    features = torch.rand(1, 8, 6, 6, requires_grad=True)
+    style_loss_fn(features, targets).backward()
+    assert torch.isfinite(features.grad).all() and features.grad.abs().sum() > 0
+
+
+def test_unknown_style_loss_is_a_user_error():
+    from nst_research.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="gram"):
+        make_style_loss("histogram")

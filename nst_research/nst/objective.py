@@ -5,7 +5,20 @@ from torch import Tensor, nn
 
 from nst_research.errors import UserInputError
 from nst_research.features import VGGFeatures
-from nst_research.nst.losses import CONTENT_REDUCTIONS, GRAM_NORMALIZATIONS, content_loss, gram_matrix, style_loss, tv_loss
+from nst_research.nst.losses import CONTENT_REDUCTIONS, content_loss, style_loss, tv_loss
+from nst_research.nst.style_losses import make_style_loss
+
+
+class Targets(nn.Module):
+    """Named target tensors held as buffers, so they move with the module to its device."""
+
+    def __init__(self, tensors: dict[str, Tensor]):
+        super().__init__()
+        for name, tensor in tensors.items():
+            self.register_buffer(name, tensor, persistent=False)
+
+    def as_dict(self) -> dict[str, Tensor]:
+        return dict(self.named_buffers())
 
 
 def check_weights(**weights: float) -> None:
@@ -17,6 +30,8 @@ def check_weights(**weights: float) -> None:
 class StyleTransferObjective(nn.Module):
     """Gatys et al.'s objective: alpha * content + beta * sum_l w_l style_l + gamma * TV.
 
+    The style term per layer is the named `style_loss` (Gram MSE by default).
+
     `set_targets` computes content features and style Grams once, without gradients;
     `forward` returns every term (total, content, style, tv, and style per layer) so each
     can be logged.
@@ -24,39 +39,37 @@ class StyleTransferObjective(nn.Module):
 
     def __init__(self, features: VGGFeatures, content_layers: dict[str, float], style_layers: dict[str, float],
                  content_weight: float = 1.0, style_weight: float = 1e6, tv_weight: float = 0.0,
-                 gram_normalization: str = "chw", content_reduction: str = "mean"):
+                 gram_normalization: str = "chw", content_reduction: str = "mean", style_loss: str = "gram"):
         super().__init__()
         check_weights(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                       **{f"layers.content.{k}": v for k, v in content_layers.items()},
                       **{f"layers.style.{k}": v for k, v in style_layers.items()})
-        if gram_normalization not in GRAM_NORMALIZATIONS:
-            raise UserInputError(f"unknown gram_normalization {gram_normalization!r}; choose one of {GRAM_NORMALIZATIONS}")
+        self.style_loss = make_style_loss(style_loss, gram_normalization)
         if content_reduction not in CONTENT_REDUCTIONS:
             raise UserInputError(f"unknown content_reduction {content_reduction!r}; choose one of {CONTENT_REDUCTIONS}")
         self.features = features
         self.content_layers, self.style_layers = dict(content_layers), dict(style_layers)
         self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
-        self.gram_normalization, self.content_reduction = gram_normalization, content_reduction
+        self.content_reduction = content_reduction
 
     @torch.no_grad()
     def set_targets(self, content: Tensor, style: Tensor) -> None:
         content_features = self.features(content)
         style_features = self.features(style)
-        for layer in self.content_layers:
-            self.register_buffer(f"content_{layer}", content_features[layer], persistent=False)
-        for layer in self.style_layers:
-            gram = gram_matrix(style_features[layer], self.gram_normalization)
-            self.register_buffer(f"gram_{layer}", gram, persistent=False)
+        self.content_targets = nn.ModuleDict({layer: Targets({"features": content_features[layer]})
+                                              for layer in self.content_layers})
+        self.style_targets = nn.ModuleDict({layer: Targets(self.style_loss.targets(style_features[layer]))
+                                            for layer in self.style_layers})
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         features = self.features(image)
         content = sum(
-            (weight * content_loss(features[layer], getattr(self, f"content_{layer}"), self.content_reduction)
+            (weight * content_loss(features[layer], self.content_targets[layer].features, self.content_reduction)
              for layer, weight in self.content_layers.items()),
             image.new_zeros(()),
         )
-        targets = {layer: getattr(self, f"gram_{layer}") for layer in self.style_layers}
-        style, per_layer = style_loss(features, targets, self.style_layers, self.gram_normalization)
+        targets = {layer: self.style_targets[layer].as_dict() for layer in self.style_layers}
+        style, per_layer = style_loss(features, targets, self.style_layers, self.style_loss)
         tv = tv_loss(image)
         total = self.weights["content"] * content + self.weights["style"] * style + self.weights["tv"] * tv
         losses = {"total": total, "content": content, "style": style, "tv": tv}

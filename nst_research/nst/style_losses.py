@@ -1,0 +1,66 @@
+"""Style losses chosen by name (`style_loss=gram|mean_std|wasserstein`).
+
+Each computes its targets once from the style features (without gradients) and then the
+loss of new features against them. The loss values have different scales, so each needs
+its own `style_weight`.
+"""
+
+from collections.abc import Mapping
+
+from torch import Tensor
+
+from nst_research.errors import UserInputError
+from nst_research.nst.losses import (
+    GRAM_NORMALIZATIONS, gram_loss, gram_matrix, mean_covariance, mean_std, mean_std_loss, sqrtm_psd,
+    wasserstein2_loss,
+)
+
+
+class GramStyleLoss:
+    """Gatys et al.: mean squared error between Gram matrices."""
+
+    def __init__(self, normalization: str = "chw"):
+        if normalization not in GRAM_NORMALIZATIONS:
+            raise UserInputError(f"unknown gram_normalization {normalization!r}; choose one of {GRAM_NORMALIZATIONS}")
+        self.normalization = normalization
+
+    def targets(self, features: Tensor) -> dict[str, Tensor]:
+        return {"gram": gram_matrix(features, self.normalization)}
+
+    def __call__(self, features: Tensor, targets: Mapping[str, Tensor]) -> Tensor:
+        return gram_loss(features, targets["gram"], self.normalization)
+
+
+class MeanStdStyleLoss:
+    """Per-channel mean and standard deviation matching."""
+
+    def targets(self, features: Tensor) -> dict[str, Tensor]:
+        mean, std = mean_std(features)
+        return {"mean": mean, "std": std}
+
+    def __call__(self, features: Tensor, targets: Mapping[str, Tensor]) -> Tensor:
+        return mean_std_loss(features, targets["mean"], targets["std"])
+
+
+class WassersteinStyleLoss:
+    """2-Wasserstein distance between Gaussian fits (mean and covariance) of the features."""
+
+    def targets(self, features: Tensor) -> dict[str, Tensor]:
+        mean, cov = mean_covariance(features.double())
+        return {"mean": mean.float(), "cov": cov.float(), "cov_sqrt": sqrtm_psd(cov).float()}
+
+    def __call__(self, features: Tensor, targets: Mapping[str, Tensor]) -> Tensor:
+        return wasserstein2_loss(features, targets["mean"], targets["cov"], targets["cov_sqrt"])
+
+
+STYLE_LOSSES = ("gram", "mean_std", "wasserstein")
+
+
+def make_style_loss(name: str, gram_normalization: str = "chw") -> GramStyleLoss | MeanStdStyleLoss | WassersteinStyleLoss:
+    if name == "gram":
+        return GramStyleLoss(gram_normalization)
+    if name == "mean_std":
+        return MeanStdStyleLoss()
+    if name == "wasserstein":
+        return WassersteinStyleLoss()
+    raise UserInputError(f"unknown style_loss {name!r}; choose one of {STYLE_LOSSES}")
