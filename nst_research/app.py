@@ -26,6 +26,7 @@ from nst_research.features import VGGFeatures
 from nst_research.nst.images import initial_image, load_image, save_image
 from nst_research.nst.module import StyleTransferModule
 from nst_research.nst.objective import StyleTransferObjective
+from nst_research.nst.styles import blend_weights, style_list
 from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
 from nst_research.tracking.results import write_results
 
@@ -69,24 +70,31 @@ def run_style_transfer(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     content = load_image(cfg.content, cfg.image_size)
-    style = load_image(cfg.style, cfg.image_size)
+    style_size = round(cfg.image_size * cfg.style_scale)
+    if not cfg.style_scale > 0 or style_size < MIN_IMAGE_SIZE:
+        raise UserInputError(f"style_scale={cfg.style_scale} gives style images of {style_size} px; "
+                             f"use a style_scale that keeps them >= {MIN_IMAGE_SIZE} px")
+    styles = [load_image(spec, style_size) for spec in style_list(cfg.style)]
+    blend = blend_weights(len(styles), cfg.style_blend)
     generator = torch.Generator().manual_seed(cfg.seed)
-    init = initial_image(cfg.init, content, style, generator)
+    init = initial_image(cfg.init, content, styles[0], generator)
     objective = build_objective(cfg)
-    objective.features.check_size(content)
+    for image in (content, *styles):
+        objective.features.check_size(image)
     optimizer = instantiate(cfg.optimizer)
     if optimizer.func is torch.optim.LBFGS and str(cfg.trainer.get("precision", "32")) not in ("32", "32-true"):
         raise UserInputError("L-BFGS runs in fp32 only; drop the trainer.precision override or use optimizer=adam")
 
     output_dir.mkdir(parents=True, exist_ok=True)
     save_image(content, output_dir / "content.png")
-    save_image(style, output_dir / "style.png")
+    for i, style in enumerate(styles):
+        save_image(style, output_dir / ("style.png" if len(styles) == 1 else f"style_{i}.png"))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     loggers = instantiate_loggers(cfg.get("logger"))
     for logger in loggers:
         logger.log_hyperparams(resolved)
-    module = StyleTransferModule(objective, content, style, init, optimizer,
+    module = StyleTransferModule(objective, content, styles, blend, init, optimizer,
                                  iterations=cfg.iterations, save_every=cfg.save_every, output_dir=output_dir)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=output_dir)
     start = time.perf_counter()

@@ -141,7 +141,7 @@ STYLE = torch.linspace(1, 0, 75).reshape(1, 3, 5, 5) ** 2
 
 def make_objective(**kwargs) -> StyleTransferObjective:
     objective = StyleTransferObjective(IdentityFeatures(), {"relu1_1": 1.0}, {"relu1_1": 1.0}, **kwargs)
-    objective.set_targets(CONTENT, STYLE)
+    objective.set_targets(CONTENT, [STYLE], [1.0])
     return objective
 
 
@@ -234,7 +234,7 @@ def test_style_losses_are_zero_for_identical_features_and_positive_otherwise(nam
     torch.manual_seed(0)
     style_loss_fn = make_style_loss(name)
     features = torch.rand(1, 8, 6, 6)
-    targets = style_loss_fn.targets(features)
+    targets = style_loss_fn.targets(style_loss_fn.statistics(features))
     assert style_loss_fn(features, targets).item() == pytest.approx(0.0, abs=1e-5)
     other = torch.rand(1, 8, 6, 6) * 2 + 0.5
     assert style_loss_fn(other, targets).item() > 1e-3
@@ -243,7 +243,7 @@ def test_style_losses_are_zero_for_identical_features_and_positive_otherwise(nam
 @pytest.mark.parametrize("name", STYLE_LOSSES)
 def test_style_losses_give_finite_gradients(name):
     style_loss_fn = make_style_loss(name)
-    targets = style_loss_fn.targets(torch.rand(1, 8, 6, 6))
+    targets = style_loss_fn.targets(style_loss_fn.statistics(torch.rand(1, 8, 6, 6)))
     features = torch.rand(1, 8, 6, 6, requires_grad=True)
     style_loss_fn(features, targets).backward()
     assert torch.isfinite(features.grad).all() and features.grad.abs().sum() > 0

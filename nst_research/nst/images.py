@@ -90,11 +90,17 @@ def save_image(image: Tensor, path: Path) -> None:
 
 
 def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """The starting image: the content, uniform noise, or the style resized to the content's size."""
+    """The starting image: the content, uniform noise, the (first) style, or an image file or
+    sample name, each resized to the content's size."""
     if init == "content":
         return content.clone()
     if init == "noise":
         return torch.rand(content.shape, generator=generator)
     if init == "style":
-        return TF.resize(style, list(content.shape[-2:]), antialias=True).clamp(0, 1)
-    raise UserInputError(f"unknown init {init!r}; choose content, noise or style")
+        image = style
+    else:
+        try:
+            image = load_image(init)
+        except UserInputError as error:
+            raise UserInputError(f"init={init}: {error}; or use init=content, noise or style") from None
+    return TF.resize(image, list(content.shape[-2:]), antialias=True).clamp(0, 1)

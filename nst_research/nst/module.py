@@ -10,7 +10,7 @@ from torch.optim import LBFGS, Optimizer
 from torch.utils.data import DataLoader
 
 from nst_research.nst.images import save_image
-from nst_research.nst.objective import StyleTransferObjective
+from nst_research.nst.objective import StyleTransferObjective, Targets
 
 
 class StyleTransferModule(pl.LightningModule):
@@ -21,14 +21,16 @@ class StyleTransferModule(pl.LightningModule):
     each. Every `save_every` steps the image is written to `intermediate/` and to the loggers.
     """
 
-    def __init__(self, objective: StyleTransferObjective, content: Tensor, style: Tensor, init: Tensor,
+    def __init__(self, objective: StyleTransferObjective, content: Tensor, styles: list[Tensor],
+                 blend: list[float], init: Tensor,
                  optimizer: Callable[[list[nn.Parameter]], Optimizer], iterations: int,
                  save_every: int, output_dir: Path):
         super().__init__()
         self.automatic_optimization = False
         self.objective = objective
         self.register_buffer("content", content, persistent=False)
-        self.register_buffer("style", style, persistent=False)
+        self.styles = Targets({f"style_{i}": style for i, style in enumerate(styles)})  # buffers: moved, not trained
+        self.blend = blend
         self.image = nn.Parameter(init.contiguous())  # L-BFGS flattens gradients with view(-1)
         self.optimizer_factory, self.iterations = optimizer, iterations
         self.save_every, self.output_dir = save_every, Path(output_dir)
@@ -43,7 +45,7 @@ class StyleTransferModule(pl.LightningModule):
         return self.optimizer_factory([self.image])
 
     def on_fit_start(self) -> None:
-        self.objective.set_targets(self.content, self.style)
+        self.objective.set_targets(self.content, list(self.styles.as_dict().values()), self.blend)
         self.initial_losses = self.evaluate()
         self.save_intermediate(step=0)
 

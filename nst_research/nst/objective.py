@@ -1,12 +1,14 @@
 """`StyleTransferObjective`: the weighted content + style + TV loss of an image, targets held as buffers."""
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
 from nst_research.errors import UserInputError
 from nst_research.features import VGGFeatures
 from nst_research.nst.losses import CONTENT_REDUCTIONS, content_loss, style_loss, tv_loss
-from nst_research.nst.style_losses import make_style_loss
+from nst_research.nst.style_losses import blend_statistics, make_style_loss
 
 
 class Targets(nn.Module):
@@ -32,7 +34,7 @@ class StyleTransferObjective(nn.Module):
 
     The style term per layer is the named `style_loss` (Gram MSE by default).
 
-    `set_targets` computes content features and style Grams once, without gradients;
+    `set_targets` computes content features and style targets once, without gradients;
     `forward` returns every term (total, content, style, tv, and style per layer) so each
     can be logged.
     """
@@ -53,13 +55,17 @@ class StyleTransferObjective(nn.Module):
         self.content_reduction = content_reduction
 
     @torch.no_grad()
-    def set_targets(self, content: Tensor, style: Tensor) -> None:
+    def set_targets(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float]) -> None:
+        """Content features, and style targets from the `blend`-weighted mean of each style's statistics."""
         content_features = self.features(content)
-        style_features = self.features(style)
+        style_features = [self.features(style) for style in styles]
         self.content_targets = nn.ModuleDict({layer: Targets({"features": content_features[layer]})
                                               for layer in self.content_layers})
-        self.style_targets = nn.ModuleDict({layer: Targets(self.style_loss.targets(style_features[layer]))
-                                            for layer in self.style_layers})
+        self.style_targets = nn.ModuleDict({
+            layer: Targets(self.style_loss.targets(blend_statistics(
+                [self.style_loss.statistics(features[layer]) for features in style_features], blend)))
+            for layer in self.style_layers
+        })
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         features = self.features(image)

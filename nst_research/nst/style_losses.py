@@ -1,11 +1,12 @@
 """Style losses chosen by name (`style_loss=gram|mean_std|wasserstein`).
 
-Each computes its targets once from the style features (without gradients) and then the
-loss of new features against them. The loss values have different scales, so each needs
+Each reduces style features to statistics that can be averaged (so several styles blend by a
+weighted mean of their statistics), turns those into targets once, and then gives the loss of
+new features against the targets. The loss values have different scales, so each needs
 its own `style_weight`.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
@@ -24,8 +25,11 @@ class GramStyleLoss:
             raise UserInputError(f"unknown gram_normalization {normalization!r}; choose one of {GRAM_NORMALIZATIONS}")
         self.normalization = normalization
 
-    def targets(self, features: Tensor) -> dict[str, Tensor]:
+    def statistics(self, features: Tensor) -> dict[str, Tensor]:
         return {"gram": gram_matrix(features, self.normalization)}
+
+    def targets(self, statistics: dict[str, Tensor]) -> dict[str, Tensor]:
+        return statistics
 
     def __call__(self, features: Tensor, targets: Mapping[str, Tensor]) -> Tensor:
         return gram_loss(features, targets["gram"], self.normalization)
@@ -34,9 +38,12 @@ class GramStyleLoss:
 class MeanStdStyleLoss:
     """Per-channel mean and standard deviation matching."""
 
-    def targets(self, features: Tensor) -> dict[str, Tensor]:
+    def statistics(self, features: Tensor) -> dict[str, Tensor]:
         mean, std = mean_std(features)
         return {"mean": mean, "std": std}
+
+    def targets(self, statistics: dict[str, Tensor]) -> dict[str, Tensor]:
+        return statistics
 
     def __call__(self, features: Tensor, targets: Mapping[str, Tensor]) -> Tensor:
         return mean_std_loss(features, targets["mean"], targets["std"])
@@ -45,8 +52,12 @@ class MeanStdStyleLoss:
 class WassersteinStyleLoss:
     """2-Wasserstein distance between Gaussian fits (mean and covariance) of the features."""
 
-    def targets(self, features: Tensor) -> dict[str, Tensor]:
+    def statistics(self, features: Tensor) -> dict[str, Tensor]:
         mean, cov = mean_covariance(features.double())
+        return {"mean": mean, "cov": cov}
+
+    def targets(self, statistics: dict[str, Tensor]) -> dict[str, Tensor]:
+        mean, cov = statistics["mean"], statistics["cov"]
         return {"mean": mean.float(), "cov": cov.float(), "cov_sqrt": sqrtm_psd(cov).float()}
 
     def __call__(self, features: Tensor, targets: Mapping[str, Tensor]) -> Tensor:
@@ -64,3 +75,8 @@ def make_style_loss(name: str, gram_normalization: str = "chw") -> GramStyleLoss
     if name == "wasserstein":
         return WassersteinStyleLoss()
     raise UserInputError(f"unknown style_loss {name!r}; choose one of {STYLE_LOSSES}")
+
+
+def blend_statistics(statistics: Sequence[dict[str, Tensor]], weights: Sequence[float]) -> dict[str, Tensor]:
+    """The weighted mean of several styles' statistics (weights summing to 1)."""
+    return {key: sum(w * s[key] for s, w in zip(statistics, weights, strict=True)) for key in statistics[0]}

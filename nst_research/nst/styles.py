@@ -1,0 +1,25 @@
+"""Several style images with blend weights: `style=[a.jpg,b.jpg] style_blend=[0.7,0.3]`."""
+
+from collections.abc import Sequence
+
+from nst_research.errors import UserInputError
+
+
+def style_list(style: str | Sequence[str]) -> list[str]:
+    """`style` as a list of image specs (a single name or path is a list of one)."""
+    styles = [style] if isinstance(style, str) else list(style)
+    if not styles:
+        raise UserInputError("style=[] names no style image; give a path or sample name")
+    return styles
+
+
+def blend_weights(count: int, blend: Sequence[float] | None) -> list[float]:
+    """Blend weights for `count` styles, normalised to sum to 1; equal when `blend` is None."""
+    if blend is None:
+        return [1.0 / count] * count
+    weights = [float(w) for w in blend]
+    if len(weights) != count:
+        raise UserInputError(f"style_blend has {len(weights)} weights for {count} style image(s); give one per style")
+    if any(not (w >= 0 and w < float("inf")) for w in weights) or sum(weights) <= 0:
+        raise UserInputError(f"style_blend={weights} must be finite, >= 0 and not all 0")
+    return [w / sum(weights) for w in weights]

@@ -1,0 +1,118 @@
+"""Style options: several styles with blend weights, style scale, initialisation from an image."""
+
+import pytest
+import torch
+from PIL import Image
+
+from nst_research.app import run_style_transfer
+from nst_research.errors import UserInputError
+from nst_research.features import VGGFeatures
+from nst_research.nst.images import load_image
+from nst_research.nst.losses import gram_matrix
+from nst_research.nst.objective import StyleTransferObjective
+from nst_research.nst.styles import blend_weights, style_list
+from torchvision.transforms import functional as TF
+
+STYLES = ["coffee", "hubble"]
+
+
+def test_blend_weights_default_equal_and_normalised():
+    assert blend_weights(2, None) == [0.5, 0.5]
+    assert blend_weights(2, [7, 3]) == pytest.approx([0.7, 0.3])
+    assert blend_weights(3, [1, 1, 2]) == pytest.approx([0.25, 0.25, 0.5])
+
+
+@pytest.mark.parametrize("blend", [[1.0], [0.2, 0.3, 0.5], [-1.0, 2.0], [0.0, 0.0], [float("nan"), 1.0]])
+def test_bad_blend_weights_are_a_clear_error(blend):
+    with pytest.raises(UserInputError, match="style_blend"):
+        blend_weights(2, blend)
+
+
+def test_style_list():
+    assert style_list("coffee") == ["coffee"]
+    assert style_list(["coffee", "hubble"]) == STYLES
+    with pytest.raises(UserInputError):
+        style_list([])
+
+
+@pytest.mark.parametrize("style_loss", ["gram", "mean_std", "wasserstein"])
+def test_blended_targets_are_the_weighted_mean_of_each_styles_statistics(style_loss):
+    features = VGGFeatures(["relu1_1", "relu2_1"])
+    objective = StyleTransferObjective(features, {"relu2_1": 1.0}, {"relu1_1": 0.5, "relu2_1": 0.5},
+                                       style_loss=style_loss)
+    content, style_a, style_b = (load_image(name, 32) for name in ["cat", *STYLES])
+    style_b = TF.resize(style_b, list(style_a.shape[-2:]), antialias=True)
+    objective.set_targets(content, [style_a, style_b], [0.7, 0.3])
+    blended = objective.style_targets["relu2_1"].as_dict()
+    stats_a = objective.style_loss.statistics(features(style_a)["relu2_1"])
+    stats_b = objective.style_loss.statistics(features(style_b)["relu2_1"])
+    for key in stats_a:
+        expected = 0.7 * stats_a[key] + 0.3 * stats_b[key]
+        assert torch.allclose(blended[key].double(), expected.double(), rtol=1e-4, atol=1e-6), key
+
+
+def gram_distance(image: torch.Tensor, style: torch.Tensor, features: VGGFeatures) -> float:
+    return sum((gram_matrix(features(image)[layer]) - gram_matrix(features(style)[layer])).pow(2).mean().item()
+               for layer in ("relu1_1", "relu2_1", "relu3_1"))
+
+
+@pytest.fixture(scope="module")
+def blended_runs(tmp_path_factory, compose_at):
+    """The same run with the first style's weight at 1, 0.5 and 0: {weight: (run dir, results)}."""
+    runs = {}
+    for weight in (1.0, 0.5, 0.0):
+        output_dir = tmp_path_factory.mktemp(f"blend_{weight}")
+        cfg = compose_at([f"style=[{','.join(STYLES)}]", f"style_blend=[{weight},{1 - weight}]", "image_size=48",
+                          "iterations=30", "init=noise", "logger=none"], output_dir)
+        runs[weight] = output_dir, run_style_transfer(cfg)
+    return runs
+
+
+def test_blending_moves_the_style_statistics_between_the_two_styles(blended_runs):
+    features = VGGFeatures(["relu1_1", "relu2_1", "relu3_1"])
+    style_a = load_image(str(blended_runs[1.0][0] / "style_0.png"))
+    style_b = load_image(str(blended_runs[1.0][0] / "style_1.png"))
+    distances = {}
+    for weight, (output_dir, results) in blended_runs.items():
+        assert results["status"] == "completed"
+        result = load_image(str(output_dir / "result.png"))
+        distances[weight] = (gram_distance(result, style_a, features), gram_distance(result, style_b, features))
+    # more weight on the first style: nearer the first style, farther from the second
+    assert distances[1.0][0] < distances[0.5][0] < distances[0.0][0]
+    assert distances[1.0][1] > distances[0.5][1] > distances[0.0][1]
+
+
+def test_blended_run_writes_each_style(blended_runs):
+    output_dir, _ = blended_runs[0.5]
+    assert (output_dir / "style_0.png").is_file() and (output_dir / "style_1.png").is_file()
+    assert not (output_dir / "style.png").exists()
+
+
+def test_wrong_number_of_blend_weights_fails_before_any_output(compose_cfg, tmp_path):
+    cfg = compose_cfg([f"style=[{','.join(STYLES)}]", "style_blend=[1.0]", "logger=none"], tmp_path / "run")
+    with pytest.raises(UserInputError, match="style_blend has 1 weights for 2 style"):
+        run_style_transfer(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_style_scale_resizes_the_style_relative_to_the_output(compose_cfg, tmp_path):
+    cfg = compose_cfg(["style_scale=0.5", "image_size=64", "iterations=1", "logger=none"], tmp_path)
+    run_style_transfer(cfg)
+    with Image.open(tmp_path / "style.png") as style, Image.open(tmp_path / "result.png") as result:
+        assert max(style.size) == 32 and max(result.size) == 64
+
+
+def test_style_scale_too_small_is_a_clear_error(compose_cfg, tmp_path):
+    with pytest.raises(UserInputError, match="style_scale"):
+        run_style_transfer(compose_cfg(["style_scale=0.01", "image_size=64", "logger=none"], tmp_path))
+
+
+def test_init_from_an_image_file(compose_cfg, tmp_path):
+    start = tmp_path / "start.png"
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(start)
+    cfg = compose_cfg([f"init={start}", "image_size=48", "iterations=1", "logger=none"], tmp_path / "run")
+    run_style_transfer(cfg)
+    first = load_image(str(tmp_path / "run" / "intermediate" / "step_00000.png"))
+    content = load_image(str(tmp_path / "run" / "content.png"))
+    assert first.shape == content.shape
+    assert torch.allclose(first[0, :, 4:-4, 4:-4].mean((1, 2)), torch.tensor([1.0, 0.0, 0.0]), atol=0.02)
