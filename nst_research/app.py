@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nst_research.errors import UserInputError
 from nst_research.features import VGGFeatures
+from nst_research.nst.color import check_preserve_color, luminance, match_color, match_luminance
 from nst_research.nst.images import initial_image, load_image, save_image
 from nst_research.nst.module import StyleTransferModule
 from nst_research.nst.objective import StyleTransferObjective
@@ -76,8 +77,18 @@ def run_style_transfer(cfg: DictConfig) -> dict[str, Any]:
                              f"use a style_scale that keeps them >= {MIN_IMAGE_SIZE} px")
     styles = [load_image(spec, style_size) for spec in style_list(cfg.style)]
     blend = blend_weights(len(styles), cfg.style_blend)
+    check_preserve_color(cfg.preserve_color)
+    chroma = None
+    if cfg.preserve_color == "histogram":
+        styles = [match_color(style, content).clamp(0, 1) for style in styles]
+    elif cfg.preserve_color == "luminance":
+        chroma = content
+        styles = [match_luminance(style, content) for style in styles]
+        content = luminance(content)
     generator = torch.Generator().manual_seed(cfg.seed)
     init = initial_image(cfg.init, content, styles[0], generator)
+    if chroma is not None:
+        init = luminance(init)
     objective = build_objective(cfg)
     for image in (content, *styles):
         objective.features.check_size(image)
@@ -94,8 +105,8 @@ def run_style_transfer(cfg: DictConfig) -> dict[str, Any]:
     loggers = instantiate_loggers(cfg.get("logger"))
     for logger in loggers:
         logger.log_hyperparams(resolved)
-    module = StyleTransferModule(objective, content, styles, blend, init, optimizer,
-                                 iterations=cfg.iterations, save_every=cfg.save_every, output_dir=output_dir)
+    module = StyleTransferModule(objective, content, styles, blend, init, optimizer, iterations=cfg.iterations,
+                                 save_every=cfg.save_every, output_dir=output_dir, chroma=chroma)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=output_dir)
     start = time.perf_counter()
     status = "failed"
@@ -115,7 +126,7 @@ def save_outcome(module: StyleTransferModule, trainer: pl.Trainer, loggers: list
     """Save the image as it stands (finished or not) and results.json; end the loggers."""
     try:
         final_losses = module.evaluate() if module.initial_losses else {}
-        save_image(module.image, output_dir / "result.png")
+        save_image(module.output_image(), output_dir / "result.png")
         module.log_image("result", trainer.global_step)
         for logger in loggers:
             logger.log_metrics({f"final/{k}": v for k, v in final_losses.items()}, step=trainer.global_step)

@@ -116,3 +116,51 @@ def test_init_from_an_image_file(compose_cfg, tmp_path):
     content = load_image(str(tmp_path / "run" / "content.png"))
     assert first.shape == content.shape
     assert torch.allclose(first[0, :, 4:-4, 4:-4].mean((1, 2)), torch.tensor([1.0, 0.0, 0.0]), atol=0.02)
+
+
+# ---------------------------------------------------------------- colour preservation
+
+def chroma_error(image: torch.Tensor, reference: torch.Tensor) -> float:
+    from nst_research.nst.color import rgb_to_yiq
+
+    return (rgb_to_yiq(image)[:, 1:] - rgb_to_yiq(reference)[:, 1:]).abs().mean().item()
+
+
+@pytest.fixture(scope="module")
+def color_runs(tmp_path_factory, compose_at):
+    runs = {}
+    for mode in ("none", "luminance"):
+        output_dir = tmp_path_factory.mktemp(f"color_{mode}")
+        run_style_transfer(compose_at([f"preserve_color={mode}", "image_size=48", "iterations=20", "logger=none"],
+                                      output_dir))
+        runs[mode] = output_dir
+    return runs
+
+
+def test_luminance_preservation_keeps_the_contents_chroma(color_runs):
+    content = load_image("cat", 48)
+    errors = {mode: chroma_error(load_image(str(path / "result.png")), content) for mode, path in color_runs.items()}
+    assert errors["luminance"] < 0.01, errors
+    assert errors["luminance"] * 5 < errors["none"], errors
+
+
+def test_luminance_mode_shows_the_network_gray_inputs(color_runs):
+    content = load_image(str(color_runs["luminance"] / "content.png"))
+    assert torch.allclose(content[:, 0], content[:, 1], atol=1 / 255) and torch.allclose(content[:, 1], content[:, 2], atol=1 / 255)
+
+
+def test_histogram_matching_gives_the_style_the_contents_colour_mean_and_covariance():
+    from nst_research.nst.color import color_statistics, match_color
+
+    content, style = load_image("cat", 64), load_image("hubble", 64)
+    matched = match_color(style, content)
+    (content_mean, content_cov), (style_mean, style_cov) = color_statistics(content), color_statistics(style)
+    matched_mean, matched_cov = color_statistics(matched)
+    assert torch.allclose(matched_mean, content_mean, atol=1e-4)
+    assert torch.allclose(matched_cov, content_cov, rtol=0.01, atol=1e-6)
+    assert not torch.allclose(style_cov, content_cov, atol=1e-3)  # the test is not vacuous
+
+
+def test_unknown_preserve_color_is_a_clear_error(compose_cfg, tmp_path):
+    with pytest.raises(UserInputError, match="preserve_color"):
+        run_style_transfer(compose_cfg(["preserve_color=yes", "logger=none"], tmp_path))

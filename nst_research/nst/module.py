@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.optim import LBFGS, Optimizer
 from torch.utils.data import DataLoader
 
+from nst_research.nst.color import with_chroma
 from nst_research.nst.images import save_image
 from nst_research.nst.objective import StyleTransferObjective, Targets
 
@@ -24,7 +25,7 @@ class StyleTransferModule(pl.LightningModule):
     def __init__(self, objective: StyleTransferObjective, content: Tensor, styles: list[Tensor],
                  blend: list[float], init: Tensor,
                  optimizer: Callable[[list[nn.Parameter]], Optimizer], iterations: int,
-                 save_every: int, output_dir: Path):
+                 save_every: int, output_dir: Path, chroma: Tensor | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.objective = objective
@@ -34,6 +35,7 @@ class StyleTransferModule(pl.LightningModule):
         self.image = nn.Parameter(init.contiguous())  # L-BFGS flattens gradients with view(-1)
         self.optimizer_factory, self.iterations = optimizer, iterations
         self.save_every, self.output_dir = save_every, Path(output_dir)
+        self.register_buffer("chroma", chroma, persistent=False)  # preserve_color=luminance: the content in RGB
         self.loss_evaluations = 0
         self.initial_losses: dict[str, float] = {}
 
@@ -79,14 +81,21 @@ class StyleTransferModule(pl.LightningModule):
         if step % self.save_every == 0 and step != self.iterations:
             self.save_intermediate(step)
 
+    def output_image(self) -> Tensor:
+        """The image as the user sees it: with the content's chroma put back if only luminance was optimised."""
+        image = self.image.detach()
+        if self.chroma is not None:
+            image = with_chroma(image, self.chroma)
+        return image.clamp(0, 1)
+
     def save_intermediate(self, step: int) -> None:
         if self.trainer.is_global_zero:
-            save_image(self.image, self.output_dir / "intermediate" / f"step_{step:05d}.png")
+            save_image(self.output_image(), self.output_dir / "intermediate" / f"step_{step:05d}.png")
             self.log_image("image", step)
 
     def log_image(self, key: str, step: int) -> None:
-        """Send the current (clamped) image to every logger that takes images (W&B)."""
-        image = self.image.detach().clamp(0, 1).squeeze(0).cpu()
+        """Send the current image to every logger that takes images (W&B)."""
+        image = self.output_image().squeeze(0).cpu()
         for logger in self.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image(key=key, images=[image], step=step)
