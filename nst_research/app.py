@@ -26,7 +26,7 @@ from nst_research.features import VGGFeatures
 from nst_research.nst.color import check_preserve_color, luminance, match_color, match_luminance
 from nst_research.nst.images import initial_image, load_image, save_image
 from nst_research.nst.module import StyleTransferModule
-from nst_research.nst.objective import StyleTransferObjective
+from nst_research.nst.objective import StyleTransferObjective, layer_weights
 from nst_research.nst.styles import blend_weights, style_list
 from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
 from nst_research.tracking.results import write_results
@@ -48,8 +48,8 @@ def check_run_settings(cfg: DictConfig) -> None:
 
 
 def build_objective(cfg: DictConfig) -> StyleTransferObjective:
-    content_layers = dict(cfg.layers.content)
-    style_layers = dict(cfg.layers.style)
+    content_layers = layer_weights("content", cfg.layers.content, cfg.layers.get("content_weights"))
+    style_layers = layer_weights("style", cfg.layers.style, cfg.layers.get("style_weights"))
     try:
         features = instantiate(cfg.model, layers=list(content_layers) + list(style_layers))
     except InstantiationException as error:  # Hydra wraps the constructor's own error
@@ -61,7 +61,7 @@ def build_objective(cfg: DictConfig) -> StyleTransferObjective:
         features, content_layers, style_layers,
         content_weight=cfg.content_weight, style_weight=cfg.style_weight, tv_weight=cfg.tv_weight,
         gram_normalization=cfg.gram_normalization, content_reduction=cfg.content_reduction,
-        style_loss=cfg.style_loss,
+        style_loss=cfg.style_loss, normalize_gradients=cfg.normalize_gradients,
     )
 
 

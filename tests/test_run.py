@@ -120,7 +120,8 @@ def test_same_seed_same_result(compose_at, tmp_path):
     ("image_size=16", "too small"),  # the cat is 16x11 px: too small for relu5_1
     # BUG check: errors raised inside the model's constructor reach the app wrapped in Hydra's
     # InstantiationException, so they are not UserInputErrors (exit 1 and a Hydra trace on the CLI)
-    ("+layers.style.conv9_9=1.0", "conv9_9"),
+    ("layers.content=[conv9_9]", "conv9_9"),
+    ("layers.style=[relu1_1,relu2_1]", "style_weights"),
     ("model.pooling=min", "pooling"),
 ])
 def test_bad_settings_fail_before_any_output(compose_at, tmp_path, override, match):
@@ -151,7 +152,7 @@ BAD_INPUT = [
     pytest.param(["content=/nonexistent.jpg"], "/nonexistent.jpg", id="missing-content"),
     pytest.param(["iterations=0"], "iterations", id="zero-iterations"),
     pytest.param(["style_weight=-1"], "style_weight", id="negative-style-weight"),
-    pytest.param(["+layers.style.conv9_9=1.0"], "conv9_9", id="unknown-layer"),
+    pytest.param(["layers.style=[conv9_9]", "layers.style_weights=null"], "conv9_9", id="unknown-layer"),
     pytest.param(["model=vgg19_file", "model.path=/nonexistent/vgg19.pth"], "/nonexistent/vgg19.pth",
                  id="missing-weights-file"),
 ]

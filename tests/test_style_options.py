@@ -164,3 +164,46 @@ def test_histogram_matching_gives_the_style_the_contents_colour_mean_and_covaria
 def test_unknown_preserve_color_is_a_clear_error(compose_cfg, tmp_path):
     with pytest.raises(UserInputError, match="preserve_color"):
         run_style_transfer(compose_cfg(["preserve_color=yes", "logger=none"], tmp_path))
+
+
+# ---------------------------------------------------------------- per-layer weights and gradient normalisation
+
+def test_layer_weights_lists():
+    from nst_research.nst.objective import layer_weights
+
+    assert layer_weights("style", ["relu1_1", "relu2_1"], [0.7, 0.3]) == {"relu1_1": 0.7, "relu2_1": 0.3}
+    assert layer_weights("style", ["relu1_1", "relu2_1"], None) == {"relu1_1": 0.5, "relu2_1": 0.5}
+    with pytest.raises(UserInputError, match="style_weights"):
+        layer_weights("style", ["relu1_1", "relu2_1"], [1.0])
+
+
+def test_normalize_gradient_rescales_the_gradient_to_its_strength():
+    from nst_research.nst.objective import NormalizeGradient
+
+    x = torch.randn(1, 4, 5, 5, requires_grad=True)
+    (NormalizeGradient.apply(x, 3.0) * torch.randn(1, 4, 5, 5) * 1000).sum().backward()
+    assert x.grad.abs().sum().item() == pytest.approx(3.0, rel=1e-5)
+
+
+def test_normalized_gradients_change_the_gradient_not_the_losses():
+    features = VGGFeatures(["relu1_1", "relu2_1"])
+    content, style = load_image("cat", 32), load_image("coffee", 32)
+    grads, losses = {}, {}
+    for normalize in (False, True):
+        objective = StyleTransferObjective(features, {"relu2_1": 1.0}, {"relu1_1": 0.5, "relu2_1": 0.5},
+                                           normalize_gradients=normalize)
+        objective.set_targets(content, [style], [1.0])
+        image = torch.rand_like(content, generator=torch.Generator().manual_seed(0)).requires_grad_()
+        out = objective(image)
+        out["total"].backward()
+        grads[normalize], losses[normalize] = image.grad, out["total"].item()
+    assert losses[True] == pytest.approx(losses[False], rel=1e-6)
+    assert not torch.allclose(grads[True], grads[False])
+
+
+def test_per_layer_weight_lists_from_the_command_line(compose_cfg, tmp_path):
+    cfg = compose_cfg(["layers.style=[relu1_1,relu3_1]", "layers.style_weights=[0.9,0.1]", "normalize_gradients=true",
+                       "optimizer=adam", "image_size=48", "iterations=5", "logger=none"], tmp_path)
+    results = run_style_transfer(cfg)
+    assert set(k for k in results["final_losses"] if k.startswith("style/")) == {"style/relu1_1", "style/relu3_1"}
+    assert results["final_losses"]["total"] < results["initial_losses"]["total"]

@@ -23,6 +23,35 @@ class Targets(nn.Module):
         return dict(self.named_buffers())
 
 
+def layer_weights(kind: str, layers: Sequence[str], weights: Sequence[float] | None) -> dict[str, float]:
+    """Pair `layers.<kind>` names with `layers.<kind>_weights` (equal weights summing to 1 when None)."""
+    names = [layers] if isinstance(layers, str) else list(layers)
+    if weights is None:
+        return {name: 1.0 / len(names) for name in names} if names else {}
+    weights = list(weights)
+    if len(weights) != len(names):
+        raise UserInputError(f"layers.{kind} has {len(names)} layer(s) but layers.{kind}_weights has {len(weights)}; "
+                             f"give one weight per layer, or layers.{kind}_weights=null for equal weights")
+    return dict(zip(names, weights))
+
+
+class NormalizeGradient(torch.autograd.Function):
+    """Identity forward; backward rescales the incoming gradient to L1 norm `strength`.
+
+    jcjohnson/neural-style's -normalize_gradients: each loss term's gradient at its layer is
+    divided by its L1 norm, then multiplied by the term's weight.
+    """
+
+    @staticmethod
+    def forward(ctx, features: Tensor, strength: float) -> Tensor:
+        ctx.strength = strength
+        return features.view_as(features)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad / (grad.abs().sum() + 1e-8) * ctx.strength, None
+
+
 def check_weights(**weights: float) -> None:
     for name, value in weights.items():
         if not (isinstance(value, int | float) and value >= 0 and value == value and value != float("inf")):
@@ -41,7 +70,8 @@ class StyleTransferObjective(nn.Module):
 
     def __init__(self, features: VGGFeatures, content_layers: dict[str, float], style_layers: dict[str, float],
                  content_weight: float = 1.0, style_weight: float = 1e6, tv_weight: float = 0.0,
-                 gram_normalization: str = "chw", content_reduction: str = "mean", style_loss: str = "gram"):
+                 gram_normalization: str = "chw", content_reduction: str = "mean", style_loss: str = "gram",
+                 normalize_gradients: bool = False):
         super().__init__()
         check_weights(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                       **{f"layers.content.{k}": v for k, v in content_layers.items()},
@@ -53,6 +83,7 @@ class StyleTransferObjective(nn.Module):
         self.content_layers, self.style_layers = dict(content_layers), dict(style_layers)
         self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
         self.content_reduction = content_reduction
+        self.normalize_gradients = normalize_gradients
 
     @torch.no_grad()
     def set_targets(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float]) -> None:
@@ -67,15 +98,24 @@ class StyleTransferObjective(nn.Module):
             for layer in self.style_layers
         })
 
+    @staticmethod
+    def with_normalized_gradients(features: dict[str, Tensor], layers: dict[str, float], weight: float) -> dict[str, Tensor]:
+        return {layer: NormalizeGradient.apply(features[layer], weight * layer_weight)
+                for layer, layer_weight in layers.items()}
+
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         features = self.features(image)
+        content_features, style_features = features, features
+        if self.normalize_gradients:
+            content_features = self.with_normalized_gradients(features, self.content_layers, self.weights["content"])
+            style_features = self.with_normalized_gradients(features, self.style_layers, self.weights["style"])
         content = sum(
-            (weight * content_loss(features[layer], self.content_targets[layer].features, self.content_reduction)
+            (weight * content_loss(content_features[layer], self.content_targets[layer].features, self.content_reduction)
              for layer, weight in self.content_layers.items()),
             image.new_zeros(()),
         )
         targets = {layer: self.style_targets[layer].as_dict() for layer in self.style_layers}
-        style, per_layer = style_loss(features, targets, self.style_layers, self.style_loss)
+        style, per_layer = style_loss(style_features, targets, self.style_layers, self.style_loss)
         tv = tv_loss(image)
         total = self.weights["content"] * content + self.weights["style"] * style + self.weights["tv"] * tv
         losses = {"total": total, "content": content, "style": style, "tv": tv}
