@@ -24,10 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 from nst_research.errors import UserInputError
 from nst_research.features import VGGFeatures
 from nst_research.nst.color import check_preserve_color, luminance, match_color, match_luminance
-from nst_research.nst.images import initial_image, load_image, save_image
+from nst_research.nst.images import initial_image, load_image, load_mask, save_image
 from nst_research.nst.module import StyleTransferModule
 from nst_research.nst.objective import StyleTransferObjective, layer_weights
-from nst_research.nst.styles import blend_weights, style_list
+from nst_research.nst.styles import blend_weights, check_masks, style_list
 from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
 from nst_research.tracking.results import write_results
 
@@ -76,7 +76,9 @@ def run_style_transfer(cfg: DictConfig) -> dict[str, Any]:
         raise UserInputError(f"style_scale={cfg.style_scale} gives style images of {style_size} px; "
                              f"use a style_scale that keeps them >= {MIN_IMAGE_SIZE} px")
     styles = [load_image(spec, style_size) for spec in style_list(cfg.style)]
+    mask_specs = check_masks(cfg.masks, len(styles), cfg.style_blend)
     blend = blend_weights(len(styles), cfg.style_blend)
+    masks = None if mask_specs is None else [load_mask(spec, tuple(content.shape[-2:])) for spec in mask_specs]
     check_preserve_color(cfg.preserve_color)
     chroma = None
     if cfg.preserve_color == "histogram":
@@ -106,7 +108,7 @@ def run_style_transfer(cfg: DictConfig) -> dict[str, Any]:
     for logger in loggers:
         logger.log_hyperparams(resolved)
     module = StyleTransferModule(objective, content, styles, blend, init, optimizer, iterations=cfg.iterations,
-                                 save_every=cfg.save_every, output_dir=output_dir, chroma=chroma)
+                                 save_every=cfg.save_every, output_dir=output_dir, chroma=chroma, masks=masks)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=output_dir)
     start = time.perf_counter()
     status = "failed"

@@ -207,3 +207,49 @@ def test_per_layer_weight_lists_from_the_command_line(compose_cfg, tmp_path):
     results = run_style_transfer(cfg)
     assert set(k for k in results["final_losses"] if k.startswith("style/")) == {"style/relu1_1", "style/relu3_1"}
     assert results["final_losses"]["total"] < results["initial_losses"]["total"]
+
+
+# ---------------------------------------------------------------- spatial control with masks
+
+@pytest.fixture(scope="module")
+def masked_run(tmp_path_factory, compose_at):
+    """Coffee on the left half of a square content, hubble on the right half."""
+    folder = tmp_path_factory.mktemp("masked")
+    left, right = Image.new("L", (64, 64), 0), Image.new("L", (64, 64), 0)
+    left.paste(255, (0, 0, 32, 64))
+    right.paste(255, (32, 0, 64, 64))
+    left.save(folder / "left.png")
+    right.save(folder / "right.png")
+    cfg = compose_at(["content=astronaut", f"style=[{','.join(STYLES)}]",
+                      f"masks=[{folder / 'left.png'},{folder / 'right.png'}]", "image_size=64", "iterations=40",
+                      "init=noise", "logger=none"], folder / "run")
+    return folder / "run", run_style_transfer(cfg)
+
+
+def test_each_masked_region_sits_nearer_its_own_style(masked_run):
+    output_dir, results = masked_run
+    assert results["status"] == "completed"
+    features = VGGFeatures(["relu1_1", "relu2_1", "relu3_1"])
+    result = load_image(str(output_dir / "result.png"))
+    style_a = load_image(str(output_dir / "style_0.png"))
+    style_b = load_image(str(output_dir / "style_1.png"))
+    left, right = result[..., :, 4:28], result[..., :, 36:60]  # away from the seam
+    assert gram_distance(left, style_a, features) < gram_distance(left, style_b, features)
+    assert gram_distance(right, style_b, features) < gram_distance(right, style_a, features)
+
+
+def test_wrong_number_of_masks_is_a_clear_error(compose_cfg, tmp_path):
+    mask = tmp_path / "mask.png"
+    Image.new("L", (8, 8), 255).save(mask)
+    cfg = compose_cfg([f"style=[{','.join(STYLES)}]", f"masks=[{mask}]", "logger=none"], tmp_path / "run")
+    with pytest.raises(UserInputError, match="masks has 1 mask"):
+        run_style_transfer(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_masked_gram_of_a_full_mask_is_the_plain_gram():
+    features = torch.rand(1, 4, 6, 6)
+    assert torch.allclose(gram_matrix(features, "chw", torch.ones(1, 1, 6, 6)), gram_matrix(features, "chw"))
+    half = torch.zeros(1, 1, 6, 6)
+    half[..., :3] = 1
+    assert torch.allclose(gram_matrix(features, "chw", half), gram_matrix(features[..., :3], "chw"), atol=1e-6)

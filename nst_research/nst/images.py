@@ -104,3 +104,15 @@ def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Ge
         except UserInputError as error:
             raise UserInputError(f"init={init}: {error}; or use init=content, noise or style") from None
     return TF.resize(image, list(content.shape[-2:]), antialias=True).clamp(0, 1)
+
+
+def load_mask(spec: str, size: tuple[int, int]) -> Tensor:
+    """A region mask as a (1, 1, H, W) tensor in [0, 1] (white = inside), resized to `size` (H, W)."""
+    path = resolve_image(spec)
+    try:
+        with Image.open(path) as opened:
+            mask = ImageOps.exif_transpose(opened).convert("L")
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise UserInputError(f"cannot read mask {spec!r} ({error}); give a black-and-white image file") from None
+    mask = mask.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return TF.to_tensor(mask).unsqueeze(0)

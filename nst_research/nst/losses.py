@@ -26,24 +26,30 @@ def content_loss(features: Tensor, target: Tensor, reduction: str = "mean") -> T
     raise ValueError(f"unknown content reduction {reduction!r}; choose one of {CONTENT_REDUCTIONS}")
 
 
-def gram_matrix(features: Tensor, normalization: str = "chw") -> Tensor:
+def gram_matrix(features: Tensor, normalization: str = "chw", mask: Tensor | None = None) -> Tensor:
     """G[b, i, j] = sum_k F[b, i, k] F[b, j, k] over positions k, divided by C*H*W, H*W or 1.
 
     The normalisation sets what `style_weight` means: "chw" matches the PyTorch tutorial and
     the seed projects, "hw" is a per-position average, "none" is Gatys et al.'s raw Gram.
+    With a `mask` (1, 1, H, W) in [0, 1], the guided Gram of Gatys et al. (2017, "Controlling
+    Perceptual Factors"): features are weighted by the mask and H*W becomes sum(mask^2).
     """
     b, c, h, w = features.shape
+    positions = h * w
+    if mask is not None:
+        features = features * mask
+        positions = mask.pow(2).sum().clamp(min=1e-8)
     flat = features.reshape(b, c, h * w)
     gram = flat @ flat.transpose(1, 2)
-    divisors = {"none": 1, "chw": c * h * w, "hw": h * w}
+    divisors = {"none": 1, "chw": c * positions, "hw": positions}
     if normalization not in divisors:
         raise ValueError(f"unknown Gram normalisation {normalization!r}; choose one of {GRAM_NORMALIZATIONS}")
     return gram / divisors[normalization]
 
 
-def gram_loss(features: Tensor, target_gram: Tensor, normalization: str = "chw") -> Tensor:
+def gram_loss(features: Tensor, target_gram: Tensor, normalization: str = "chw", mask: Tensor | None = None) -> Tensor:
     """Mean squared error between the Gram matrix of `features` and a target Gram (Gatys eq. 4)."""
-    return (gram_matrix(features, normalization) - target_gram).pow(2).mean()
+    return (gram_matrix(features, normalization, mask) - target_gram).pow(2).mean()
 
 
 def style_loss(features: Mapping[str, Tensor], targets: Mapping[str, T], layer_weights: Mapping[str, float],
@@ -65,24 +71,32 @@ def tv_loss(image: Tensor) -> Tensor:
 
 
 
-def mean_std(features: Tensor, eps: float = 1e-8) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and standard deviation over positions: (B, C) each."""
-    flat = features.flatten(2)
-    return flat.mean(-1), (flat.var(-1, unbiased=False) + eps).sqrt()
+def position_weights(features: Tensor, mask: Tensor | None) -> Tensor:
+    """(1, 1, H*W) weights over positions summing to 1: uniform, or proportional to `mask`."""
+    weights = features.new_ones(1, 1, features.shape[-2] * features.shape[-1]) if mask is None else mask.flatten(2)
+    return weights / weights.sum().clamp(min=1e-8)
 
 
-def mean_std_loss(features: Tensor, target_mean: Tensor, target_std: Tensor) -> Tensor:
+def mean_std(features: Tensor, eps: float = 1e-8, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and standard deviation over positions (weighted by `mask`): (B, C) each."""
+    flat, weights = features.flatten(2), position_weights(features, mask)
+    mean = (flat * weights).sum(-1)
+    variance = ((flat - mean.unsqueeze(-1)).pow(2) * weights).sum(-1)
+    return mean, (variance + eps).sqrt()
+
+
+def mean_std_loss(features: Tensor, target_mean: Tensor, target_std: Tensor, mask: Tensor | None = None) -> Tensor:
     """Match first and second moments per channel (as in AdaIN, Huang and Belongie 2017)."""
-    mean, std = mean_std(features)
+    mean, std = mean_std(features, mask=mask)
     return (mean - target_mean).pow(2).mean() + (std - target_std).pow(2).mean()
 
 
-def mean_covariance(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-channel mean (B, C) and channel covariance over positions (B, C, C)."""
-    flat = features.flatten(2)
-    mean = flat.mean(-1)
+def mean_covariance(features: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per-channel mean (B, C) and channel covariance over positions (B, C, C), weighted by `mask`."""
+    flat, weights = features.flatten(2), position_weights(features, mask).to(features.dtype)
+    mean = (flat * weights).sum(-1)
     centred = flat - mean.unsqueeze(-1)
-    return mean, centred @ centred.transpose(1, 2) / flat.shape[-1]
+    return mean, (centred * weights) @ centred.transpose(1, 2)
 
 
 def sqrtm_psd(matrix: Tensor) -> Tensor:
@@ -92,7 +106,7 @@ def sqrtm_psd(matrix: Tensor) -> Tensor:
 
 
 def wasserstein2_loss(features: Tensor, target_mean: Tensor, target_cov: Tensor, target_cov_sqrt: Tensor,
-                      eps: float = 1e-8) -> Tensor:
+                      eps: float = 1e-8, mask: Tensor | None = None) -> Tensor:
     """Squared 2-Wasserstein distance between Gaussian fits of the features and of the target, per channel:
 
     W2^2 = |m1 - m2|^2 + tr(S1 + S2 - 2 (S2^1/2 S1 S2^1/2)^1/2), divided by C
@@ -100,7 +114,7 @@ def wasserstein2_loss(features: Tensor, target_mean: Tensor, target_cov: Tensor,
     computed once with `sqrtm_psd`; the trace of the square root is the sum of the square roots
     of the eigenvalues, whose gradient is stable where they are distinct.
     """
-    mean, cov = mean_covariance(features)
+    mean, cov = mean_covariance(features, mask)
     product = target_cov_sqrt @ cov @ target_cov_sqrt
     root_trace = torch.linalg.eigvalsh(product).clamp(min=eps).sqrt().sum(-1)
     cov_term = cov.diagonal(dim1=-2, dim2=-1).sum(-1) + target_cov.diagonal(dim1=-2, dim2=-1).sum(-1) - 2 * root_trace

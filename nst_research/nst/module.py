@@ -25,13 +25,15 @@ class StyleTransferModule(pl.LightningModule):
     def __init__(self, objective: StyleTransferObjective, content: Tensor, styles: list[Tensor],
                  blend: list[float], init: Tensor,
                  optimizer: Callable[[list[nn.Parameter]], Optimizer], iterations: int,
-                 save_every: int, output_dir: Path, chroma: Tensor | None = None):
+                 save_every: int, output_dir: Path, chroma: Tensor | None = None,
+                 masks: list[Tensor] | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.objective = objective
         self.register_buffer("content", content, persistent=False)
         self.styles = Targets({f"style_{i}": style for i, style in enumerate(styles)})  # buffers: moved, not trained
         self.blend = blend
+        self.masks = None if masks is None else Targets({f"mask_{i}": mask for i, mask in enumerate(masks)})
         self.image = nn.Parameter(init.contiguous())  # L-BFGS flattens gradients with view(-1)
         self.optimizer_factory, self.iterations = optimizer, iterations
         self.save_every, self.output_dir = save_every, Path(output_dir)
@@ -47,7 +49,8 @@ class StyleTransferModule(pl.LightningModule):
         return self.optimizer_factory([self.image])
 
     def on_fit_start(self) -> None:
-        self.objective.set_targets(self.content, list(self.styles.as_dict().values()), self.blend)
+        masks = None if self.masks is None else list(self.masks.as_dict().values())
+        self.objective.set_targets(self.content, list(self.styles.as_dict().values()), self.blend, masks)
         self.initial_losses = self.evaluate()
         self.save_intermediate(step=0)
 

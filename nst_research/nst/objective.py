@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from nst_research.errors import UserInputError
 from nst_research.features import VGGFeatures
@@ -86,17 +87,44 @@ class StyleTransferObjective(nn.Module):
         self.normalize_gradients = normalize_gradients
 
     @torch.no_grad()
-    def set_targets(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float]) -> None:
-        """Content features, and style targets from the `blend`-weighted mean of each style's statistics."""
+    def set_targets(self, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float],
+                    masks: Sequence[Tensor] | None = None) -> None:
+        """Content features and style targets, computed once.
+
+        Without masks the style targets are the `blend`-weighted mean of each style's
+        statistics. With masks (one per style, content-sized, in [0, 1]) each style keeps its
+        own targets and is matched only inside its region, the mask resized to each layer.
+        """
         content_features = self.features(content)
         style_features = [self.features(style) for style in styles]
         self.content_targets = nn.ModuleDict({layer: Targets({"features": content_features[layer]})
                                               for layer in self.content_layers})
+        statistics = {layer: [self.style_loss.statistics(features[layer]) for features in style_features]
+                      for layer in self.style_layers}
+        if masks is None:
+            self.style_targets = nn.ModuleDict({
+                layer: Targets(self.style_loss.targets(blend_statistics(statistics[layer], blend)))
+                for layer in self.style_layers})
+            self.layer_masks = None
+            return
         self.style_targets = nn.ModuleDict({
-            layer: Targets(self.style_loss.targets(blend_statistics(
-                [self.style_loss.statistics(features[layer]) for features in style_features], blend)))
-            for layer in self.style_layers
-        })
+            f"{layer}__{i}": Targets(self.style_loss.targets(stats))
+            for layer in self.style_layers for i, stats in enumerate(statistics[layer])})
+        self.layer_masks = Targets({
+            layer: torch.cat([F.interpolate(mask, size=content_features[layer].shape[-2:], mode="area")
+                              for mask in masks])
+            for layer in self.style_layers})
+
+    def style_regions(self, layer: str) -> list[tuple[dict[str, Tensor], Tensor | None]]:
+        """(targets, mask) for each region of `layer`: one unmasked region without masks."""
+        if self.layer_masks is None:
+            return [(self.style_targets[layer].as_dict(), None)]
+        masks = getattr(self.layer_masks, layer)
+        return [(self.style_targets[f"{layer}__{i}"].as_dict(), masks[i:i + 1]) for i in range(len(masks))]
+
+    def regions_loss(self, features: Tensor, regions: list[tuple[dict[str, Tensor], Tensor | None]]) -> Tensor:
+        """The style loss of one layer summed over its regions."""
+        return sum((self.style_loss(features, targets, mask) for targets, mask in regions), features.new_zeros(()))
 
     @staticmethod
     def with_normalized_gradients(features: dict[str, Tensor], layers: dict[str, float], weight: float) -> dict[str, Tensor]:
@@ -114,8 +142,8 @@ class StyleTransferObjective(nn.Module):
              for layer, weight in self.content_layers.items()),
             image.new_zeros(()),
         )
-        targets = {layer: self.style_targets[layer].as_dict() for layer in self.style_layers}
-        style, per_layer = style_loss(style_features, targets, self.style_layers, self.style_loss)
+        regions = {layer: self.style_regions(layer) for layer in self.style_layers}
+        style, per_layer = style_loss(style_features, regions, self.style_layers, self.regions_loss)
         tv = tv_loss(image)
         total = self.weights["content"] * content + self.weights["style"] * style + self.weights["tv"] * tv
         losses = {"total": total, "content": content, "style": style, "tv": tv}

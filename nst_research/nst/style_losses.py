@@ -2,7 +2,7 @@
 
 Each reduces style features to statistics that can be averaged (so several styles blend by a
 weighted mean of their statistics), turns those into targets once, and then gives the loss of
-new features against the targets. The loss values have different scales, so each needs
+new features against the targets, optionally within a region given by a mask. The loss values have different scales, so each needs
 its own `style_weight`.
 """
 
@@ -31,8 +31,8 @@ class GramStyleLoss:
     def targets(self, statistics: dict[str, Tensor]) -> dict[str, Tensor]:
         return statistics
 
-    def __call__(self, features: Tensor, targets: Mapping[str, Tensor]) -> Tensor:
-        return gram_loss(features, targets["gram"], self.normalization)
+    def __call__(self, features: Tensor, targets: Mapping[str, Tensor], mask: Tensor | None = None) -> Tensor:
+        return gram_loss(features, targets["gram"], self.normalization, mask)
 
 
 class MeanStdStyleLoss:
@@ -45,8 +45,8 @@ class MeanStdStyleLoss:
     def targets(self, statistics: dict[str, Tensor]) -> dict[str, Tensor]:
         return statistics
 
-    def __call__(self, features: Tensor, targets: Mapping[str, Tensor]) -> Tensor:
-        return mean_std_loss(features, targets["mean"], targets["std"])
+    def __call__(self, features: Tensor, targets: Mapping[str, Tensor], mask: Tensor | None = None) -> Tensor:
+        return mean_std_loss(features, targets["mean"], targets["std"], mask)
 
 
 class WassersteinStyleLoss:
@@ -60,8 +60,8 @@ class WassersteinStyleLoss:
         mean, cov = statistics["mean"], statistics["cov"]
         return {"mean": mean.float(), "cov": cov.float(), "cov_sqrt": sqrtm_psd(cov).float()}
 
-    def __call__(self, features: Tensor, targets: Mapping[str, Tensor]) -> Tensor:
-        return wasserstein2_loss(features, targets["mean"], targets["cov"], targets["cov_sqrt"])
+    def __call__(self, features: Tensor, targets: Mapping[str, Tensor], mask: Tensor | None = None) -> Tensor:
+        return wasserstein2_loss(features, targets["mean"], targets["cov"], targets["cov_sqrt"], mask=mask)
 
 
 STYLE_LOSSES = ("gram", "mean_std", "wasserstein")

@@ -23,3 +23,16 @@ def blend_weights(count: int, blend: Sequence[float] | None) -> list[float]:
     if any(not (w >= 0 and w < float("inf")) for w in weights) or sum(weights) <= 0:
         raise UserInputError(f"style_blend={weights} must be finite, >= 0 and not all 0")
     return [w / sum(weights) for w in weights]
+
+
+def check_masks(masks: Sequence[str] | None, style_count: int, blend: Sequence[float] | None) -> list[str] | None:
+    """`masks` as a list with one mask per style, or None."""
+    if masks is None:
+        return None
+    masks = [masks] if isinstance(masks, str) else list(masks)
+    if len(masks) != style_count:
+        raise UserInputError(f"masks has {len(masks)} mask(s) for {style_count} style image(s); give one mask per style")
+    if blend is not None:
+        raise UserInputError("style_blend does not apply with masks (each style has its own region); "
+                             "set style_blend=null")
+    return masks
