@@ -23,15 +23,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from nst_research.errors import UserInputError
 from nst_research.features import VGGFeatures
-from nst_research.nst.color import check_preserve_color, luminance, match_color, match_luminance
-from nst_research.nst.images import initial_image, load_image, load_mask, save_image
+from nst_research.nst.images import MIN_IMAGE_SIZE, save_image
+from nst_research.nst.inputs import prepare_inputs
 from nst_research.nst.module import StyleTransferModule
 from nst_research.nst.objective import StyleTransferObjective, layer_weights
-from nst_research.nst.styles import blend_weights, check_masks, style_list
 from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
 from nst_research.tracking.results import write_results
 
-MIN_IMAGE_SIZE = 16
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -70,45 +68,26 @@ def run_style_transfer(cfg: DictConfig) -> dict[str, Any]:
     check_run_settings(cfg)
     output_dir = Path(cfg.output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    content = load_image(cfg.content, cfg.image_size)
-    style_size = round(cfg.image_size * cfg.style_scale)
-    if not cfg.style_scale > 0 or style_size < MIN_IMAGE_SIZE:
-        raise UserInputError(f"style_scale={cfg.style_scale} gives style images of {style_size} px; "
-                             f"use a style_scale that keeps them >= {MIN_IMAGE_SIZE} px")
-    styles = [load_image(spec, style_size) for spec in style_list(cfg.style)]
-    mask_specs = check_masks(cfg.masks, len(styles), cfg.style_blend)
-    blend = blend_weights(len(styles), cfg.style_blend)
-    masks = None if mask_specs is None else [load_mask(spec, tuple(content.shape[-2:])) for spec in mask_specs]
-    check_preserve_color(cfg.preserve_color)
-    chroma = None
-    if cfg.preserve_color == "histogram":
-        styles = [match_color(style, content).clamp(0, 1) for style in styles]
-    elif cfg.preserve_color == "luminance":
-        chroma = content
-        styles = [match_luminance(style, content) for style in styles]
-        content = luminance(content)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    init = initial_image(cfg.init, content, styles[0], generator)
-    if chroma is not None:
-        init = luminance(init)
+    inputs = prepare_inputs(cfg)
     objective = build_objective(cfg)
-    for image in (content, *styles):
+    for image in (inputs.content, *inputs.styles):
         objective.features.check_size(image)
     optimizer = instantiate(cfg.optimizer)
     if optimizer.func is torch.optim.LBFGS and str(cfg.trainer.get("precision", "32")) not in ("32", "32-true"):
         raise UserInputError("L-BFGS runs in fp32 only; drop the trainer.precision override or use optimizer=adam")
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    save_image(content, output_dir / "content.png")
-    for i, style in enumerate(styles):
-        save_image(style, output_dir / ("style.png" if len(styles) == 1 else f"style_{i}.png"))
+    save_image(inputs.content, output_dir / "content.png")
+    for i, style in enumerate(inputs.styles):
+        save_image(style, output_dir / ("style.png" if len(inputs.styles) == 1 else f"style_{i}.png"))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     loggers = instantiate_loggers(cfg.get("logger"))
     for logger in loggers:
         logger.log_hyperparams(resolved)
-    module = StyleTransferModule(objective, content, styles, blend, init, optimizer, iterations=cfg.iterations,
-                                 save_every=cfg.save_every, output_dir=output_dir, chroma=chroma, masks=masks)
+    module = StyleTransferModule(objective, inputs.content, inputs.styles, inputs.blend, inputs.init, optimizer,
+                                 iterations=cfg.iterations, save_every=cfg.save_every, output_dir=output_dir,
+                                 chroma=inputs.chroma, masks=inputs.masks)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=output_dir)
     start = time.perf_counter()
     status = "failed"

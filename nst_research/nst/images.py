@@ -16,6 +16,8 @@ from torchvision.transforms import functional as TF
 from nst_research.atomic import write_atomic
 from nst_research.errors import UserInputError
 
+MIN_IMAGE_SIZE = 16  # px on the long side: smaller images carry no style worth matching
+
 # name -> file in skimage/data; credits in README.md ("Sample images").
 SAMPLE_IMAGES = {
     "cat": "chelsea.png",
