@@ -1,6 +1,5 @@
 """Image I/O: every Pillow mode becomes RGB in [0, 1]; sample names; clear errors; atomic saves."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

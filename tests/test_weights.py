@@ -2,7 +2,6 @@
 
 import shutil
 import urllib.error
-from pathlib import Path
 
 import pytest
 import torch
