@@ -1,5 +1,14 @@
-"""The one exception type for mistakes a user can fix from the command line."""
+"""User-facing input errors: the one exception type, and the checks shared by every config value."""
+
+import math
 
 
 class UserInputError(ValueError):
     """Bad input (a path, a layer name, a weight): the message says what is wrong and how to fix it."""
+
+
+def check_nonnegative(**values: float) -> None:
+    """Each value must be a finite number >= 0; the error names the config key."""
+    for name, value in values.items():
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise UserInputError(f"{name}={value} must be a finite number >= 0")

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from nst_research.errors import UserInputError
+from nst_research.errors import UserInputError, check_nonnegative
 from nst_research.features import VGGFeatures
 from nst_research.nst.losses import CONTENT_REDUCTIONS, content_loss, style_loss, tv_loss
 from nst_research.nst.style_losses import blend_statistics, make_style_loss
@@ -53,12 +53,6 @@ class NormalizeGradient(torch.autograd.Function):
         return grad / (grad.abs().sum() + 1e-8) * ctx.strength, None
 
 
-def check_weights(**weights: float) -> None:
-    for name, value in weights.items():
-        if not (isinstance(value, int | float) and value >= 0 and value == value and value != float("inf")):
-            raise UserInputError(f"{name}={value} must be a finite number >= 0")
-
-
 class StyleTransferObjective(nn.Module):
     """Gatys et al.'s objective: alpha * content + beta * sum_l w_l style_l + gamma * TV.
 
@@ -74,9 +68,9 @@ class StyleTransferObjective(nn.Module):
                  gram_normalization: str = "chw", content_reduction: str = "mean", style_loss: str = "gram",
                  normalize_gradients: bool = False):
         super().__init__()
-        check_weights(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-                      **{f"layers.content.{k}": v for k, v in content_layers.items()},
-                      **{f"layers.style.{k}": v for k, v in style_layers.items()})
+        check_nonnegative(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+                          **{f"layers.content.{k}": v for k, v in content_layers.items()},
+                          **{f"layers.style.{k}": v for k, v in style_layers.items()})
         self.style_loss = make_style_loss(style_loss, gram_normalization)
         if content_reduction not in CONTENT_REDUCTIONS:
             raise UserInputError(f"unknown content_reduction {content_reduction!r}; choose one of {CONTENT_REDUCTIONS}")

@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from nst_research.errors import UserInputError
+from nst_research.errors import UserInputError, check_nonnegative
 
 
 def style_list(style: str | Sequence[str]) -> list[str]:
@@ -20,8 +20,9 @@ def blend_weights(count: int, blend: Sequence[float] | None) -> list[float]:
     weights = [float(w) for w in blend]
     if len(weights) != count:
         raise UserInputError(f"style_blend has {len(weights)} weights for {count} style image(s); give one per style")
-    if any(not (w >= 0 and w < float("inf")) for w in weights) or sum(weights) <= 0:
-        raise UserInputError(f"style_blend={weights} must be finite, >= 0 and not all 0")
+    check_nonnegative(**{f"style_blend[{i}]": w for i, w in enumerate(weights)})
+    if sum(weights) <= 0:
+        raise UserInputError(f"style_blend={weights} must not be all 0")
     return [w / sum(weights) for w in weights]
 
 
