@@ -1,36 +1,28 @@
-"""Compose -> instantiate -> run: the one place that wires configs to objects.
+"""The Hydra entry point: compose the config, run the chosen task, report.
 
-`run_style_transfer(cfg)` does the work and returns the results it wrote; `main` is the Hydra
-entry point that turns a `UserInputError` into one line on stderr and exit status 2.
+`cfg.task` names the task (`nst` by default, `gan`); each task module provides `run(cfg)`,
+which writes the run directory and returns its results, `summary(results)` (one console
+line) and `score(results)` (the number a sweeper minimises). A `UserInputError` becomes one
+line on stderr and exit status 2, with nothing half-written left behind.
 """
 
+import importlib
 import logging
 import shutil
 import sys
-import time
 import warnings
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import hydra
-import lightning.pytorch as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nst_research.errors import UserInputError
-from nst_research.features import VGGFeatures
-from nst_research.nst.images import MIN_IMAGE_SIZE, save_image
-from nst_research.nst.inputs import prepare_inputs
-from nst_research.nst.module import StyleTransferModule
-from nst_research.nst.objective import StyleTransferObjective, layer_weights
-from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
-from nst_research.tracking.results import write_results
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+TASKS = {"nst": "nst_research.nst.run", "gan": "nst_research.gan.run"}
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # the frozen VGG, by design
@@ -38,96 +30,11 @@ warnings.filterwarnings("ignore", ".*treespec.*")  # a Lightning deprecation not
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
 
 
-def check_run_settings(cfg: DictConfig) -> None:
-    for key, minimum in (("iterations", 1), ("save_every", 1), ("image_size", MIN_IMAGE_SIZE)):
-        value = cfg[key]
-        if not isinstance(value, int) or value < minimum:
-            raise UserInputError(f"{key}={value} must be an integer >= {minimum}")
-
-
-def build_objective(cfg: DictConfig) -> StyleTransferObjective:
-    content_layers = layer_weights("content", cfg.layers.content, cfg.layers.get("content_weights"))
-    style_layers = layer_weights("style", cfg.layers.style, cfg.layers.get("style_weights"))
-    try:
-        features = instantiate(cfg.model, layers=list(content_layers) + list(style_layers))
-    except InstantiationException as error:  # Hydra wraps the constructor's own error
-        if isinstance(error.__cause__, UserInputError):
-            raise error.__cause__ from None
-        raise
-    assert isinstance(features, VGGFeatures)
-    return StyleTransferObjective(
-        features, content_layers, style_layers,
-        content_weight=cfg.content_weight, style_weight=cfg.style_weight, tv_weight=cfg.tv_weight,
-        gram_normalization=cfg.gram_normalization, content_reduction=cfg.content_reduction,
-        style_loss=cfg.style_loss, normalize_gradients=cfg.normalize_gradients,
-    )
-
-
-def run_style_transfer(cfg: DictConfig) -> dict[str, Any]:
-    """Run one style transfer; write result.png, intermediate/, config.yaml and results.json."""
-    check_run_settings(cfg)
-    output_dir = Path(cfg.output_dir)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    inputs = prepare_inputs(cfg)
-    objective = build_objective(cfg)
-    for image in (inputs.content, *inputs.styles):
-        objective.features.check_size(image)
-    optimizer = instantiate(cfg.optimizer)
-    if optimizer.func is torch.optim.LBFGS and str(cfg.trainer.get("precision", "32")) not in ("32", "32-true"):
-        raise UserInputError("L-BFGS runs in fp32 only; drop the trainer.precision override or use optimizer=adam")
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_image(inputs.content, output_dir / "content.png")
-    for i, style in enumerate(inputs.styles):
-        save_image(style, output_dir / ("style.png" if len(inputs.styles) == 1 else f"style_{i}.png"))
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-    loggers = instantiate_loggers(cfg.get("logger"))
-    for logger in loggers:
-        logger.log_hyperparams(resolved)
-    module = StyleTransferModule(objective, inputs.content, inputs.styles, inputs.blend, inputs.init, optimizer,
-                                 iterations=cfg.iterations, save_every=cfg.save_every, output_dir=output_dir,
-                                 chroma=inputs.chroma, masks=inputs.masks)
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=output_dir)
-    start = time.perf_counter()
-    status = "failed"
-    try:
-        trainer.fit(module)
-        status = "completed"
-    except (KeyboardInterrupt, SystemExit):
-        status = "interrupted"
-        raise
-    finally:
-        results = save_outcome(module, trainer, loggers, status, time.perf_counter() - start, cfg.seed, output_dir)
-    return results
-
-
-def save_outcome(module: StyleTransferModule, trainer: pl.Trainer, loggers: list, status: str,
-                 wall_time: float, seed: int, output_dir: Path) -> dict[str, Any]:
-    """Save the image as it stands (finished or not) and results.json; end the loggers."""
-    try:
-        final_losses = module.evaluate() if module.initial_losses else {}
-        save_image(module.output_image(), output_dir / "result.png")
-        module.log_image("result", trainer.global_step)
-        for logger in loggers:
-            logger.log_metrics({f"final/{k}": v for k, v in final_losses.items()}, step=trainer.global_step)
-    finally:
-        finish_loggers(loggers, "success" if status == "completed" else "failed")
-    results = {
-        "status": status,
-        "task": "nst",
-        "steps": trainer.global_step,
-        "loss_evaluations": module.loss_evaluations,
-        "wall_time_s": round(wall_time, 3),
-        "seed": seed,
-        "image_size": list(module.image.shape[-2:]),
-        "device": str(module.device),
-        "initial_losses": module.initial_losses,
-        "final_losses": final_losses,
-        "result": "result.png",
-    }
-    write_results(output_dir / "results.json", results)
-    return results
+def task_module(name: str) -> ModuleType:
+    """The module that runs task `name` (imported on demand: a GAN run never loads VGG code)."""
+    if name not in TASKS:
+        raise UserInputError(f"unknown task={name}; choose one of: {', '.join(TASKS)}")
+    return importlib.import_module(TASKS[name])
 
 
 def remove_unfinished_run_dir(output_dir: Path) -> None:
@@ -144,14 +51,13 @@ def remove_unfinished_run_dir(output_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Hydra entry point; returns the final total loss (for sweepers that minimise it)."""
+    """Run `cfg.task`; return its score (a final loss or metric) for sweepers that minimise it."""
     try:
-        results = run_style_transfer(cfg)
+        task = task_module(cfg.task)
+        results = task.run(cfg)
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         remove_unfinished_run_dir(Path(cfg.output_dir))
         sys.exit(2)
-    print(f"result: {Path(cfg.output_dir) / results['result']}  "
-          f"total loss {results['initial_losses']['total']:.4g} -> {results['final_losses']['total']:.4g}  "
-          f"({results['steps']} steps, {results['loss_evaluations']} loss evaluations, {results['wall_time_s']:.1f} s)")
-    return results["final_losses"]["total"]
+    print(f"result: {Path(cfg.output_dir) / results['result']}  {task.summary(results)}")
+    return task.score(results)

@@ -1,7 +1,6 @@
 """Losses against values computed by hand on tiny tensors, and the objective that weights them."""
 
 import math
-
 from functools import partial
 
 import pytest
@@ -10,11 +9,19 @@ from torch import nn
 
 from nst_research.errors import UserInputError
 from nst_research.nst.losses import (
-    content_loss, gram_loss, gram_matrix, mean_covariance, mean_std, mean_std_loss, sqrtm_psd, style_loss, tv_loss,
+    content_loss,
+    gram_loss,
+    gram_matrix,
+    mean_covariance,
+    mean_std,
+    mean_std_loss,
+    sqrtm_psd,
+    style_loss,
+    tv_loss,
     wasserstein2_loss,
 )
-from nst_research.nst.style_losses import STYLE_LOSSES, make_style_loss
 from nst_research.nst.objective import StyleTransferObjective
+from nst_research.nst.style_losses import STYLE_LOSSES, make_style_loss
 
 
 def t(values) -> torch.Tensor:

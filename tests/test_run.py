@@ -10,8 +10,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from nst_research.app import run_style_transfer
 from nst_research.errors import UserInputError
+from nst_research.nst.run import run as run_style_transfer
 
 OPTIMIZERS = ["lbfgs", "adam", "sgd"]
 ITERATIONS = 15

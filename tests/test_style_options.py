@@ -3,15 +3,15 @@
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import functional as TF
 
-from nst_research.app import run_style_transfer
 from nst_research.errors import UserInputError
 from nst_research.features import VGGFeatures
 from nst_research.nst.images import load_image
 from nst_research.nst.losses import gram_matrix
 from nst_research.nst.objective import StyleTransferObjective
+from nst_research.nst.run import run as run_style_transfer
 from nst_research.nst.styles import blend_weights, style_list
-from torchvision.transforms import functional as TF
 
 STYLES = ["coffee", "hubble"]
 

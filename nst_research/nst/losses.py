@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import torch
-
 from torch import Tensor
 
 GRAM_NORMALIZATIONS = ("none", "chw", "hw")

@@ -12,7 +12,13 @@ from torch import Tensor
 
 from nst_research.errors import UserInputError
 from nst_research.nst.losses import (
-    GRAM_NORMALIZATIONS, gram_loss, gram_matrix, mean_covariance, mean_std, mean_std_loss, sqrtm_psd,
+    GRAM_NORMALIZATIONS,
+    gram_loss,
+    gram_matrix,
+    mean_covariance,
+    mean_std,
+    mean_std_loss,
+    sqrtm_psd,
     wasserstein2_loss,
 )
 

@@ -1,0 +1,167 @@
+"""Style transfer as a task: compose the objective from the config, optimise, save the outcome.
+
+`run(cfg)` does the work and returns the results it wrote to results.json; `summary` and `score`
+report them (see `nst_research.app`).
+"""
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from nst_research.errors import UserInputError
+from nst_research.features import VGGFeatures
+from nst_research.nst.averaging import check_decay
+from nst_research.nst.images import MIN_IMAGE_SIZE, save_image
+from nst_research.nst.inputs import prepare_inputs
+from nst_research.nst.module import StyleTransferModule
+from nst_research.nst.multiscale import scale_sizes, scale_steps, upsample
+from nst_research.nst.objective import StyleTransferObjective, layer_weights
+from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
+from nst_research.tracking.results import write_results
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    for key, minimum in (("iterations", 1), ("save_every", 1), ("image_size", MIN_IMAGE_SIZE)):
+        value = cfg[key]
+        if not isinstance(value, int) or value < minimum:
+            raise UserInputError(f"{key}={value} must be an integer >= {minimum}")
+    check_decay(cfg.ema_decay)
+
+
+def build_objective(cfg: DictConfig) -> StyleTransferObjective:
+    content_layers = layer_weights("content", cfg.layers.content, cfg.layers.get("content_weights"))
+    style_layers = layer_weights("style", cfg.layers.style, cfg.layers.get("style_weights"))
+    try:
+        features = instantiate(cfg.model, layers=list(content_layers) + list(style_layers))
+    except InstantiationException as error:  # Hydra wraps the constructor's own error
+        if isinstance(error.__cause__, UserInputError):
+            raise error.__cause__ from None
+        raise
+    assert isinstance(features, VGGFeatures)
+    return StyleTransferObjective(
+        features, content_layers, style_layers,
+        content_weight=cfg.content_weight, style_weight=cfg.style_weight, tv_weight=cfg.tv_weight,
+        gram_normalization=cfg.gram_normalization, content_reduction=cfg.content_reduction,
+        style_loss=cfg.style_loss, normalize_gradients=cfg.normalize_gradients,
+    )
+
+
+def at_size(cfg: DictConfig, size: int) -> DictConfig:
+    """The config with `image_size` set to one scale's size."""
+    return OmegaConf.merge(cfg, {"image_size": size})
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Run one style transfer, one scale after another; write result.png, intermediate/, config.yaml
+    and results.json. Every scale's inputs are checked before anything is written."""
+    check_run_settings(cfg)
+    sizes = scale_sizes(cfg.image_size, cfg.multiscale.min_size, cfg.multiscale.factor)
+    steps = scale_steps(sizes, cfg.iterations, cfg.multiscale.iterations)
+    output_dir = Path(cfg.output_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    scales = [prepare_inputs(at_size(cfg, size)) for size in sizes]
+    objective = build_objective(cfg)
+    for inputs in scales:
+        for image in (inputs.content, *inputs.styles):
+            objective.features.check_size(image)
+    optimizer = instantiate(cfg.optimizer)
+    if optimizer.func is torch.optim.LBFGS and str(cfg.trainer.get("precision", "32")) not in ("32", "32-true"):
+        raise UserInputError("L-BFGS runs in fp32 only; drop the trainer.precision override or use optimizer=adam")
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    save_image(scales[-1].content, output_dir / "content.png")
+    for i, style in enumerate(scales[-1].styles):
+        save_image(style, output_dir / ("style.png" if len(scales[-1].styles) == 1 else f"style_{i}.png"))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    loggers = instantiate_loggers(cfg.get("logger"))
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+
+    done: list[dict[str, Any]] = []  # one record per finished coarser scale
+    module: StyleTransferModule | None = None
+    start = time.perf_counter()
+    status = "failed"
+    try:
+        for k, (inputs, iterations) in enumerate(zip(scales, steps)):
+            if module is not None:  # carry the coarser result up to this scale
+                done.append(scale_record(module, loggers))
+                save_image(module.output_image(), output_dir / "intermediate" / f"scale_{max(module.image.shape[-2:])}px.png")
+                print(f"scale {k + 1}/{len(scales)}: {max(inputs.content.shape[-2:])} px, {iterations} steps")
+            init = inputs.init if module is None else upsample(module.current_image(), inputs.content)
+            module = StyleTransferModule(objective, inputs.content, inputs.styles, inputs.blend, init, optimizer,
+                                         iterations=iterations, save_every=cfg.save_every, output_dir=output_dir,
+                                         chroma=inputs.chroma, masks=inputs.masks,
+                                         step_offset=sum(r["steps"] for r in done), ema_decay=cfg.ema_decay)
+            trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=output_dir)
+            trainer.fit(module)
+        status = "completed"
+    except (KeyboardInterrupt, SystemExit):
+        status = "interrupted"
+        raise
+    finally:
+        results = save_outcome(module, done, loggers, status, time.perf_counter() - start, cfg.seed, output_dir)
+    return results
+
+
+def scale_record(module: StyleTransferModule, loggers: list) -> dict[str, Any]:
+    """One scale's size, steps and losses; its final losses also go to the loggers as `scale/<size>px/<term>`."""
+    record = {"image_size": list(module.image.shape[-2:]), "steps": module.global_step,
+              "loss_evaluations": module.loss_evaluations,
+              "initial_losses": module.initial_losses, "final_losses": module.evaluate()}
+    size = max(record["image_size"])
+    for logger in loggers:
+        logger.log_metrics({f"scale/{size}px/{k}": v for k, v in record["final_losses"].items()},
+                           step=module.step_offset + module.global_step)
+    return record
+
+
+def save_outcome(module: StyleTransferModule | None, done: list[dict[str, Any]], loggers: list, status: str,
+                 wall_time: float, seed: int, output_dir: Path) -> dict[str, Any]:
+    """Save the image as it stands (finished or not) and results.json; end the loggers.
+
+    `done` holds the records of the scales before `module`'s (none for a single scale)."""
+    scales = list(done)
+    try:
+        if module is not None and module.initial_losses:  # it started: its image is the run's latest
+            scales.append(scale_record(module, loggers))
+            save_image(module.output_image(), output_dir / "result.png")
+            module.log_image("result", module.step_offset + module.global_step)
+            for logger in loggers:
+                logger.log_metrics({f"final/{k}": v for k, v in scales[-1]["final_losses"].items()},
+                                   step=module.step_offset + module.global_step)
+    finally:
+        finish_loggers(loggers, "success" if status == "completed" else "failed")
+    results = {
+        "status": status,
+        "task": "nst",
+        "steps": sum(r["steps"] for r in scales),
+        "loss_evaluations": sum(r["loss_evaluations"] for r in scales),
+        "wall_time_s": round(wall_time, 3),
+        "seed": seed,
+        "image_size": scales[-1]["image_size"] if scales else None,
+        "device": str(module.device) if module is not None else None,
+        "initial_losses": scales[0]["initial_losses"] if scales else {},
+        "final_losses": scales[-1]["final_losses"] if scales else {},
+        "scales": scales,
+        "result": "result.png" if scales else None,
+    }
+    write_results(output_dir / "results.json", results)
+    return results
+
+
+def summary(results: dict[str, Any]) -> str:
+    """One line for the console at the end of a run."""
+    return (f"total loss {results['initial_losses']['total']:.4g} -> {results['final_losses']['total']:.4g}  "
+            f"({results['steps']} steps, {results['loss_evaluations']} loss evaluations, {results['wall_time_s']:.1f} s)")
+
+
+def score(results: dict[str, Any]) -> float:
+    """What a sweeper minimises: the final total loss."""
+    return results["final_losses"]["total"]
