@@ -7,7 +7,9 @@ line on stderr and exit status 2, with nothing half-written left behind.
 """
 
 import importlib
+import json
 import logging
+import math
 import shutil
 import sys
 import warnings
@@ -17,11 +19,15 @@ from types import ModuleType
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nst_research.errors import UserInputError
+from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
+from nst_research.tracking.results import write_results
+from nst_research.tracking.sweep import sweep_job, with_sweep_job
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+log = logging.getLogger(__name__)
 TASKS = {"nst": "nst_research.nst.run", "gan": "nst_research.gan.run"}
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -51,13 +57,44 @@ def remove_unfinished_run_dir(output_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Run `cfg.task`; return its score (a final loss or metric) for sweepers that minimise it."""
+    """Run `cfg.task`; return its score (a final loss or metric) for sweepers that minimise it.
+
+    In a multirun a failed job is recorded (results.json, W&B) and the sweep goes on: its
+    score is NaN, which Optuna records as a failed trial; `MultirunSummary` counts failures.
+    """
+    hydra_cfg = HydraConfig.get()
+    job = sweep_job(hydra_cfg)
+    if job is not None:
+        with_sweep_job(cfg, job)
     try:
         task = task_module(cfg.task)
         results = task.run(cfg)
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
-        remove_unfinished_run_dir(Path(cfg.output_dir))
-        sys.exit(2)
+        if job is None:
+            remove_unfinished_run_dir(Path(cfg.output_dir))
+            sys.exit(2)
+        record_failed_job(cfg, str(error))
+        return math.nan
+    except Exception as error:
+        if job is None:
+            raise
+        log.exception("job %s failed", job["job"])  # the traceback goes to the job's log file
+        print(f"error: job {job['job']} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        record_failed_job(cfg, f"{type(error).__name__}: {error}")
+        return math.nan
     print(f"result: {Path(cfg.output_dir) / results['result']}  {task.summary(results)}")
     return task.score(results)
+
+
+def record_failed_job(cfg: DictConfig, error: str) -> None:
+    """Mark a multirun job failed in its directory (results.json) and, for bad input, in W&B too."""
+    output_dir = Path(cfg.output_dir)
+    path = output_dir / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {"status": "failed", "task": cfg.task}
+    if not path.is_file():  # it failed before it started: no W&B run yet, so open one to mark it failed
+        loggers = instantiate_loggers({"wandb": cfg.logger.wandb} if "wandb" in (cfg.get("logger") or {}) else None)
+        for logger in loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        finish_loggers(loggers, "failed")
+    write_results(path, {**results, "status": "failed", "error": error})

@@ -1,0 +1,28 @@
+"""Compare the runs of a sweep: python scripts/compare.py [SWEEP_OR_RUN_DIR]
+
+Writes comparison.md, contact_sheet.png and curves.png into the directory (the latest
+multirun under outputs/multiruns when none is given) and prints the table.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from nst_research.errors import UserInputError
+from nst_research.tracking.compare import compare, latest_sweep
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("directory", nargs="?", type=Path, help="a multirun or run directory (default: the latest multirun)")
+    args = parser.parse_args()
+    try:
+        directory = args.directory or latest_sweep()
+        print(compare(directory))
+    except UserInputError as error:
+        sys.exit(f"error: {error}")
+    print(f"wrote {directory / 'comparison.md'}, {directory / 'contact_sheet.png'}, {directory / 'curves.png'}")
+
+
+if __name__ == "__main__":
+    main()

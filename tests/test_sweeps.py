@@ -1,0 +1,98 @@
+"""Multiruns: one W&B run per job in one group, failed jobs counted, and the comparison report (issue 5)."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from nst_research.errors import UserInputError
+from nst_research.tracking.compare import Run, compare, find_runs, label_runs
+
+TINY = ["image_size=32", "iterations=2", "save_every=10"]
+
+
+@pytest.fixture(scope="module")
+def six_run_sweep(run_cli, tmp_path_factory):
+    sweep_dir = tmp_path_factory.mktemp("sweep") / "six"
+    result = run_cli("-m", "style_weight=1e4,1e5,1e6", "optimizer=lbfgs,adam", *TINY,
+                     f"hydra.sweep.dir={sweep_dir}", timeout=600)
+    return sweep_dir, result
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def test_six_jobs_each_with_its_own_finished_wandb_run(six_run_sweep):
+    sweep_dir, result = six_run_sweep
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = job_dirs(sweep_dir)
+    assert len(jobs) == 6
+    for job in jobs:
+        assert json.loads((job / "results.json").read_text())["status"] == "completed"
+        offline_runs = list((job / "wandb").glob("offline-run-*"))
+        assert len(offline_runs) == 1, job  # one W&B run per job, in its own directory
+    assert "multirun: 6 jobs, 0 failed" in result.stdout
+
+
+def test_jobs_share_a_group_and_are_named_by_what_differs(six_run_sweep):
+    sweep_dir, _ = six_run_sweep
+    configs = [yaml.safe_load((job / "config.yaml").read_text()) for job in job_dirs(sweep_dir)]
+    groups = {c["logger"]["wandb"]["group"] for c in configs}
+    names = [c["logger"]["wandb"]["name"] for c in configs]
+    assert len(groups) == 1 and groups.pop() == configs[0]["sweep"]["group"]
+    assert len(set(names)) == 6
+    assert "style_weight=10000.0,optimizer=lbfgs" in names  # Hydra writes the job's values in full
+    assert all("image_size" not in name for name in names)  # fixed for the whole sweep, so not in the name
+    assert configs[0]["sweep"]["overrides"] == ["style_weight=10000.0", "optimizer=lbfgs", *TINY]
+    assert {c["logger"]["wandb"]["job_type"] for c in configs} == {"nst"}
+
+
+def test_compare_writes_table_contact_sheet_and_curves(six_run_sweep, capsys):
+    sweep_dir, _ = six_run_sweep
+    table = compare(sweep_dir)
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) == 6
+    assert any("optimizer=adam,style_weight=100000.0" in row for row in rows)
+    assert (sweep_dir / "comparison.md").read_text().count("| `") == 6
+    with Image.open(sweep_dir / "contact_sheet.png") as sheet:
+        assert sheet.width > 4 * 192 and sheet.height > 2 * 192  # 4 tiles per row, 2 rows
+    with Image.open(sweep_dir / "curves.png") as plot:
+        assert plot.width > 300
+
+
+def test_failed_job_is_recorded_and_the_others_still_run(run_cli, tmp_path):
+    sweep_dir = tmp_path / "with_failure"
+    result = run_cli("-m", "content=missing.png,cat", *TINY, "logger=csv", f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode != 0
+    assert "multirun: 2 jobs, 1 failed" in result.stdout
+    failed, completed = (json.loads((sweep_dir / job / "results.json").read_text()) for job in ("0", "1"))
+    assert failed["status"] == "failed" and "missing.png" in failed["error"]
+    assert completed["status"] == "completed"
+    assert (sweep_dir / "1" / "result.png").is_file()
+    assert re.search(r"^job 0 failed: image 'missing.png' not found", result.stderr, re.MULTILINE)
+
+
+def test_single_run_directory_compares(tmp_path):
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("- optimizer=adam\n")
+    (tmp_path / "results.json").write_text(json.dumps(
+        {"status": "completed", "task": "nst", "steps": 5, "wall_time_s": 1.5, "final_losses": {"total": 12.5}}))
+    table = compare(tmp_path)
+    assert "| `optimizer=adam` | completed | 12.5 |" in table
+    assert (tmp_path / "contact_sheet.png").is_file() and (tmp_path / "curves.png").is_file()
+
+
+def test_labels_name_only_the_overrides_that_differ():
+    runs = [Run(Path(str(i)), {}, overrides) for i, overrides in enumerate(
+        [["a=1", "b=2", "c=3"], ["a=1", "b=5", "c=3"], ["a=1", "b=5", "c=4"]])]
+    label_runs(runs)
+    assert [run.label for run in runs] == ["b=2,c=3", "b=5,c=3", "b=5,c=4"]
+
+
+def test_compare_without_runs_is_a_clear_error(tmp_path):
+    with pytest.raises(UserInputError, match="no results.json"):
+        find_runs(tmp_path)
