@@ -60,7 +60,7 @@ def main(cfg: DictConfig) -> float:
     """Run `cfg.task`; return its score (a final loss or metric) for sweepers that minimise it.
 
     In a multirun a failed job is recorded (results.json, W&B) and the sweep goes on: its
-    score is NaN, which Optuna records as a failed trial; `MultirunSummary` counts failures.
+    score is +inf, the worst an Optuna trial can do; `MultirunSummary` counts failures.
     """
     hydra_cfg = HydraConfig.get()
     job = sweep_job(hydra_cfg)
@@ -75,14 +75,14 @@ def main(cfg: DictConfig) -> float:
             remove_unfinished_run_dir(Path(cfg.output_dir))
             sys.exit(2)
         record_failed_job(cfg, str(error))
-        return math.nan
+        return math.inf
     except Exception as error:
         if job is None:
             raise
         log.exception("job %s failed", job["job"])  # the traceback goes to the job's log file
         print(f"error: job {job['job']} failed: {type(error).__name__}: {error}", file=sys.stderr)
         record_failed_job(cfg, f"{type(error).__name__}: {error}")
-        return math.nan
+        return math.inf
     print(f"result: {Path(cfg.output_dir) / results['result']}  {task.summary(results)}")
     return task.score(results)
 

@@ -96,3 +96,40 @@ def test_labels_name_only_the_overrides_that_differ():
 def test_compare_without_runs_is_a_clear_error(tmp_path):
     with pytest.raises(UserInputError, match="no results.json"):
         find_runs(tmp_path)
+
+
+def test_seeded_optuna_search_reports_its_best_parameters(run_cli, tmp_path):
+    results = []
+    for attempt in ("a", "b"):
+        sweep_dir = tmp_path / attempt
+        result = run_cli("-m", "hparams_search=nst_optuna", "hydra.sweeper.n_trials=4", *TINY, "logger=none",
+                         f"hydra.sweep.dir={sweep_dir}")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "multirun: 4 jobs, 0 failed" in result.stdout
+        best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+        scores = [json.loads((job / "results.json").read_text())["final_losses"]["total"] for job in job_dirs(sweep_dir)]
+        assert len(scores) == 4
+        assert best["best_value"] == pytest.approx(min(scores), rel=1e-6)  # it minimised what the runs report
+        assert set(best["best_params"]) == {"optimizer.lr", "init"}
+        results.append(best)
+    assert results[0] == results[1]  # seeded: the same trials and the same best
+
+
+def test_joblib_launcher_runs_two_jobs_in_parallel_with_the_same_layout(run_cli, tmp_path):
+    sweep_dir = tmp_path / "joblib"
+    result = run_cli("-m", "hydra/launcher=local_parallel", "optimizer=lbfgs,adam", *TINY, "logger=csv",
+                     f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
+    for job in job_dirs(sweep_dir):
+        assert json.loads((job / "results.json").read_text())["status"] == "completed"
+        assert (job / "result.png").is_file() and (job / "csv" / "metrics.csv").is_file()
+    assert len(job_dirs(sweep_dir)) == 2
+
+
+def test_slurm_launcher_preset_composes(run_cli):
+    result = run_cli("hydra/launcher=slurm", "--cfg", "hydra", "--package", "hydra.launcher")
+    assert result.returncode == 0, result.stderr
+    launcher = yaml.safe_load(result.stdout)  # the hydra.launcher package alone
+    assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
+    assert launcher["gpus_per_node"] == 1

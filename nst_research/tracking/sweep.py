@@ -17,10 +17,18 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 
-def sweep_overrides(sweep_dir: Path) -> list[str]:
-    """The overrides the multirun was started with (`a=1,2 b=3`), from Hydra's `multirun.yaml`."""
+def sweep_overrides(sweep_dir: Path) -> list[str] | None:
+    """The overrides the multirun was started with (`a=1,2 b=3`), from Hydra's `multirun.yaml`
+    (None where the sweeper writes none, as Optuna's)."""
     path = sweep_dir / "multirun.yaml"
-    return list(OmegaConf.load(path).hydra.overrides.task) if path.is_file() else []
+    return list(OmegaConf.load(path).hydra.overrides.task) if path.is_file() else None
+
+
+def differing_overrides(overrides: list[str], fixed: list[str] | None, swept_keys: set[str]) -> list[str]:
+    """The job's overrides that vary across the sweep: those not given verbatim for every job,
+    and those of the sweeper's own parameters (`hydra.sweeper.params`)."""
+    return [o for o in overrides
+            if o.split("=", 1)[0].lstrip("+~") in swept_keys or (fixed is not None and o not in fixed)]
 
 
 def sweep_job(hydra_cfg: DictConfig) -> dict[str, Any] | None:
@@ -28,9 +36,9 @@ def sweep_job(hydra_cfg: DictConfig) -> dict[str, Any] | None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
     sweep_dir = Path(hydra_cfg.sweep.dir)
-    fixed = set(sweep_overrides(sweep_dir))
     overrides = list(hydra_cfg.overrides.task)
-    differing = [o for o in overrides if o not in fixed]
+    swept_keys = set((hydra_cfg.sweeper.get("params") or {}).keys())
+    differing = differing_overrides(overrides, sweep_overrides(sweep_dir), swept_keys)
     return {
         "dir": str(sweep_dir),
         "group": f"{sweep_dir.parent.name}_{sweep_dir.name}",
