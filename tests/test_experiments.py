@@ -1,0 +1,53 @@
+"""Every shipped experiment composes, sweeps what it claims to, and runs one tiny job (issue 5, item 6)."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from nst_research.app import task_module
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+TINY = {"nst": ["image_size=32", "iterations=2"], "gan": ["trainer.max_steps=2", "trainer.limit_val_batches=1"]}
+
+
+def sweep_values(experiment: str) -> dict[str, list[str]]:
+    """The experiment's `hydra.sweeper.params`, each expanded into the values its jobs get."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    parser = OverridesParser.create()
+    return {key: list(parser.parse_override(f"{key}={value}").sweep_string_iterator())
+            for key, value in cfg.hydra.sweeper.params.items()}
+
+
+def test_experiments_are_shipped():
+    assert {"lbfgs_vs_adam", "layer_depth", "style_layers", "style_weight_sweep"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_sweeps_several_jobs_into_its_own_directory(experiment):
+    values = sweep_values(experiment)
+    assert values and all(len(v) >= 2 for v in values.values()), values
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    assert experiment in cfg.hydra.sweep.dir
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_runs_one_tiny_job(experiment, compose_cfg, tmp_path):
+    first_job = [f"{key}={choices[0]}" for key, choices in sweep_values(experiment).items()]
+    cfg = compose_cfg([f"experiment={experiment}", *first_job], tmp_path)
+    cfg = compose_cfg([f"experiment={experiment}", *first_job, *TINY[cfg.task], "logger=csv"], tmp_path)
+    results = task_module(cfg.task).run(cfg)
+    assert results["status"] == "completed"
+    assert (tmp_path / results["result"]).is_file()
+
+
+def test_layer_depth_reconstructs_content_only():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=layer_depth"])
+    assert cfg.style_weight == 0 and cfg.init == "noise"
+    assert sweep_values("layer_depth")["layers.content"] == [
+        f"[conv{i}_2]" for i in range(1, 6)]
