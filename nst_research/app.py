@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import shutil
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -21,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from nst_research.errors import UserInputError
+from nst_research.errors import RunDiverged, UserInputError
 from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
 from nst_research.tracking.results import write_results
 from nst_research.tracking.sweep import sweep_job, with_sweep_job
@@ -44,7 +45,8 @@ def task_module(name: str) -> ModuleType:
 
 
 def remove_unfinished_run_dir(output_dir: Path) -> None:
-    """After bad input, remove what Hydra wrote for this run (single runs only), and the directory if then empty."""
+    """Remove what Hydra wrote into `output_dir` for this run (single runs only), and the directory
+    if then empty: after bad input, and after a resume, which writes into the resumed directory."""
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.RUN or (output_dir / "results.json").exists():
         return
@@ -55,6 +57,22 @@ def remove_unfinished_run_dir(output_dir: Path) -> None:
         output_dir.rmdir()
 
 
+def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The saved config of the run in `cfg.resume`, with this command's key=value changes
+    (e.g. iterations=400), writing into that run's directory."""
+    run_dir = Path(cfg.resume)
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise UserInputError(f"resume={cfg.resume}: no config.yaml there; give a run directory (outputs/runs/<date>/<time>)")
+    changes = [o for o in overrides if not o.startswith("resume=")]
+    try:
+        resumed = OmegaConf.merge(OmegaConf.load(saved), OmegaConf.from_dotlist(changes))
+    except Exception as error:
+        raise UserInputError(f"resume takes key=value changes to the saved config, e.g. iterations=400 ({error})") from None
+    resumed.resume, resumed.output_dir = str(run_dir), str(run_dir)
+    return resumed
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
     """Run `cfg.task`; return its score (a final loss or metric) for sweepers that minimise it.
@@ -63,19 +81,26 @@ def main(cfg: DictConfig) -> float:
     score is +inf, the worst an Optuna trial can do; `MultirunSummary` counts failures.
     """
     hydra_cfg = HydraConfig.get()
+    hydra_dir = Path(hydra_cfg.runtime.output_dir)
     job = sweep_job(hydra_cfg)
     if job is not None:
         with_sweep_job(cfg, job)
     try:
+        if cfg.get("resume"):
+            cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
         task = task_module(cfg.task)
         results = task.run(cfg)
-    except UserInputError as error:
+    except (UserInputError, RunDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         if job is None:
-            remove_unfinished_run_dir(Path(cfg.output_dir))
-            sys.exit(2)
+            remove_unfinished_run_dir(hydra_dir)
+            sys.exit(2 if isinstance(error, UserInputError) else 1)
         record_failed_job(cfg, str(error))
         return math.inf
+    except SystemExit as stop:  # Ctrl-C (Lightning exits with 1) or SIGTERM (Lightning's SIGTERMException)
+        print(f"interrupted: the run so far is saved in {cfg.output_dir}; continue it with "
+              f"python scripts/run.py resume={cfg.output_dir}", file=sys.stderr)
+        sys.exit(stop.code or 128 + signal.SIGTERM)
     except Exception as error:
         if job is None:
             raise
@@ -83,6 +108,9 @@ def main(cfg: DictConfig) -> float:
         print(f"error: job {job['job']} failed: {type(error).__name__}: {error}", file=sys.stderr)
         record_failed_job(cfg, f"{type(error).__name__}: {error}")
         return math.inf
+    finally:
+        if cfg.get("resume"):
+            remove_unfinished_run_dir(hydra_dir)
     print(f"result: {Path(cfg.output_dir) / results['result']}  {task.summary(results)}")
     return task.score(results)
 
@@ -92,9 +120,10 @@ def record_failed_job(cfg: DictConfig, error: str) -> None:
     output_dir = Path(cfg.output_dir)
     path = output_dir / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {"status": "failed", "task": cfg.task}
+    status = results["status"] if results["status"] not in ("completed", "interrupted") else "failed"
     if not path.is_file():  # it failed before it started: no W&B run yet, so open one to mark it failed
         loggers = instantiate_loggers({"wandb": cfg.logger.wandb} if "wandb" in (cfg.get("logger") or {}) else None)
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         finish_loggers(loggers, "failed")
-    write_results(path, {**results, "status": "failed", "error": error})
+    write_results(path, {**results, "status": status, "error": error})

@@ -12,3 +12,7 @@ def check_nonnegative(**values: float) -> None:
     for name, value in values.items():
         if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
             raise UserInputError(f"{name}={value} must be a finite number >= 0")
+
+
+class RunDiverged(RuntimeError):
+    """The loss became NaN or infinite: the run stops and keeps its last finite image."""

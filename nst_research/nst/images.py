@@ -17,6 +17,8 @@ from nst_research.atomic import write_atomic
 from nst_research.errors import UserInputError
 
 MIN_IMAGE_SIZE = 16  # px on the long side: smaller images carry no style worth matching
+MAX_MEGAPIXELS = 100.0  # input files larger than this are refused (config: max_megapixels)
+Image.MAX_IMAGE_PIXELS = None  # Pillow's own decompression-bomb error is replaced by the limit above
 
 # name -> file in skimage/data; credits in README.md ("Sample images").
 SAMPLE_IMAGES = {
@@ -64,15 +66,23 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(spec: str, long_side: int | None = None) -> Tensor:
+def check_megapixels(spec: str, size: tuple[int, int], max_megapixels: float) -> None:
+    megapixels = size[0] * size[1] / 1e6
+    if megapixels > max_megapixels:
+        raise UserInputError(f"image {spec!r} is {size[0]}x{size[1]} ({megapixels:.0f} MP), over max_megapixels="
+                             f"{max_megapixels:g}; shrink it, or allow it with max_megapixels={megapixels:.0f}")
+
+
+def load_image(spec: str, long_side: int | None = None, max_megapixels: float = MAX_MEGAPIXELS) -> Tensor:
     """Read an image file or sample name as a (1, 3, H, W) float tensor in [0, 1].
 
     With `long_side`, resize (antialiased) so the longer side has that many pixels, keeping
-    the aspect ratio.
+    the aspect ratio. Files over `max_megapixels` are refused before they are decoded.
     """
     path = resolve_image(spec)
     try:
         with Image.open(path) as opened:
+            check_megapixels(spec, opened.size, max_megapixels)
             opened.load()
             image = to_rgb(opened)
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
@@ -91,7 +101,8 @@ def save_image(image: Tensor, path: Path) -> None:
     write_atomic(path, lambda f: pil.save(f, format="PNG"))
 
 
-def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Generator | None = None,
+                  max_megapixels: float = MAX_MEGAPIXELS) -> Tensor:
     """The starting image: the content, uniform noise, the (first) style, or an image file or
     sample name, each resized to the content's size."""
     if init == "content":
@@ -102,19 +113,26 @@ def initial_image(init: str, content: Tensor, style: Tensor, generator: torch.Ge
         image = style
     else:
         try:
-            image = load_image(init)
+            image = load_image(init, max_megapixels=max_megapixels)
         except UserInputError as error:
             raise UserInputError(f"init={init}: {error}; or use init=content, noise or style") from None
     return TF.resize(image, list(content.shape[-2:]), antialias=True).clamp(0, 1)
 
 
-def load_mask(spec: str, size: tuple[int, int]) -> Tensor:
-    """A region mask as a (1, 1, H, W) tensor in [0, 1] (white = inside), resized to `size` (H, W)."""
+def load_mask(spec: str, size: tuple[int, int], max_megapixels: float = MAX_MEGAPIXELS) -> Tensor:
+    """A region mask as a (1, 1, H, W) tensor in [0, 1] (white = inside), resized to `size` (H, W).
+
+    Grey levels are partial membership; a mask in colour is refused (which channel would count?)."""
     path = resolve_image(spec)
     try:
         with Image.open(path) as opened:
-            mask = ImageOps.exif_transpose(opened).convert("L")
+            check_megapixels(spec, opened.size, max_megapixels)
+            rgb = np.asarray(to_rgb(opened), dtype=np.int16)
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise UserInputError(f"cannot read mask {spec!r} ({error}); give a black-and-white image file") from None
+    if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max() > 8:
+        raise UserInputError(f"mask {spec!r} is in colour; give a black-and-white (grayscale) image, "
+                             "white where its style goes")
+    mask = Image.fromarray(rgb[..., 0].astype(np.uint8), "L")
     mask = mask.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return TF.to_tensor(mask).unsqueeze(0)

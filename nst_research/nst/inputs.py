@@ -24,15 +24,15 @@ class StyleTransferInputs:
 
 def prepare_inputs(cfg: DictConfig) -> StyleTransferInputs:
     """Load content, styles and masks at the run's sizes, apply colour preservation, make the start image."""
-    content = load_image(cfg.content, cfg.image_size)
+    content = load_image(cfg.content, cfg.image_size, cfg.max_megapixels)
     style_size = round(cfg.image_size * cfg.style_scale)
     if not cfg.style_scale > 0 or style_size < MIN_IMAGE_SIZE:
         raise UserInputError(f"style_scale={cfg.style_scale} gives style images of {style_size} px; "
                              f"use a style_scale that keeps them >= {MIN_IMAGE_SIZE} px")
-    styles = [load_image(spec, style_size) for spec in style_list(cfg.style)]
+    styles = [load_image(spec, style_size, cfg.max_megapixels) for spec in style_list(cfg.style)]
     mask_specs = check_masks(cfg.masks, len(styles), cfg.style_blend)
     blend = blend_weights(len(styles), cfg.style_blend)
-    masks = None if mask_specs is None else [load_mask(spec, tuple(content.shape[-2:])) for spec in mask_specs]
+    masks = None if mask_specs is None else [load_mask(spec, tuple(content.shape[-2:]), cfg.max_megapixels) for spec in mask_specs]
     check_preserve_color(cfg.preserve_color)
     chroma = None
     if cfg.preserve_color == "histogram":
@@ -41,7 +41,7 @@ def prepare_inputs(cfg: DictConfig) -> StyleTransferInputs:
         chroma = content
         styles = [match_luminance(style, content) for style in styles]
         content = luminance(content)
-    init = initial_image(cfg.init, content, styles[0], torch.Generator().manual_seed(cfg.seed))
+    init = initial_image(cfg.init, content, styles[0], torch.Generator().manual_seed(cfg.seed), cfg.max_megapixels)
     if chroma is not None:
         init = luminance(init)
     return StyleTransferInputs(content, styles, blend, masks, chroma, init)

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -9,6 +10,8 @@ from torch import Tensor, nn
 from torch.optim import LBFGS, Optimizer
 from torch.utils.data import DataLoader
 
+from nst_research.atomic import write_atomic
+from nst_research.errors import RunDiverged
 from nst_research.nst.averaging import IterateAverage
 from nst_research.nst.color import with_chroma
 from nst_research.nst.images import save_image
@@ -25,13 +28,18 @@ class StyleTransferModule(pl.LightningModule):
     One module runs one scale of a coarse-to-fine schedule: `step_offset` (the steps of the
     coarser scales) keeps logged steps and image names counting across the whole run. With
     `ema_decay`, the output is the moving average of the iterates (`IterateAverage`).
+
+    A non-finite loss raises `RunDiverged` with the image reset to the last one whose loss was
+    finite. `checkpoint_state()` (written as checkpoint.pt with every intermediate image) and
+    `resume` continue a scale where an interrupted run stopped.
     """
 
     def __init__(self, objective: StyleTransferObjective, content: Tensor, styles: list[Tensor],
                  blend: list[float], init: Tensor,
                  optimizer: Callable[[list[nn.Parameter]], Optimizer], iterations: int,
                  save_every: int, output_dir: Path, chroma: Tensor | None = None,
-                 masks: list[Tensor] | None = None, step_offset: int = 0, ema_decay: float | None = None):
+                 masks: list[Tensor] | None = None, step_offset: int = 0, ema_decay: float | None = None,
+                 scale: int = 0, resume: dict[str, Any] | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.objective = objective
@@ -44,22 +52,41 @@ class StyleTransferModule(pl.LightningModule):
         self.save_every, self.output_dir = save_every, Path(output_dir)
         self.register_buffer("chroma", chroma, persistent=False)  # preserve_color=luminance: the content in RGB
         self.average = None if ema_decay is None else IterateAverage(self.image.detach(), ema_decay)
-        self.step_offset = step_offset
-        self.loss_evaluations = 0
-        self.initial_losses: dict[str, float] = {}
+        self.scale, self.step_offset = scale, step_offset
+        self.resumed_steps: int = resume["scale_steps"] if resume else 0  # this scale's steps before this module
+        self.loss_evaluations: int = resume["loss_evaluations"] if resume else 0
+        self.initial_losses: dict[str, float] = resume["initial_losses"] if resume else {}
+        self.resumed_optimizer = resume.get("optimizer") if resume else None
+        if resume and self.average is not None and resume.get("average"):
+            self.average.load_state_dict(resume["average"])
+        self.last_good = self.image.detach().clone()  # the latest iterate whose loss was finite
 
     def train_dataloader(self) -> DataLoader:
         """One item per optimizer step: Lightning needs a loader even when the data is one image."""
         return DataLoader(range(self.iterations), batch_size=None)
 
     def configure_optimizers(self) -> Optimizer:
-        return self.optimizer_factory([self.image])
+        optimizer = self.optimizer_factory([self.image])
+        if self.resumed_optimizer is not None:
+            optimizer.load_state_dict(self.resumed_optimizer)
+        return optimizer
+
+    @property
+    def run_step(self) -> int:
+        """Steps taken in the whole run (all scales, and before a resume)."""
+        return self.step_offset + self.resumed_steps + self.global_step
+
+    @property
+    def scale_steps(self) -> int:
+        """Steps taken at this module's scale (before and after a resume)."""
+        return self.resumed_steps + self.global_step
 
     def on_fit_start(self) -> None:
         masks = None if self.masks is None else list(self.masks.as_dict().values())
         self.objective.set_targets(self.content, list(self.styles.as_dict().values()), self.blend, masks)
-        self.initial_losses = self.evaluate()
-        self.save_intermediate(step=self.step_offset)
+        if not self.initial_losses:
+            self.initial_losses = self.evaluate()
+        self.save_intermediate(self.run_step)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -78,7 +105,13 @@ class StyleTransferModule(pl.LightningModule):
             last.update(losses)
             return losses["total"]
 
+        start = self.image.detach().clone()  # the iterate whose loss the (first) closure call measured
         optimizer.step(closure=closure)
+        if not torch.isfinite(last["total"]):
+            with torch.no_grad():
+                self.image.copy_(self.last_good)
+            raise RunDiverged(f"the total loss became {last['total'].item()} at step {self.run_step}")
+        self.last_good = start
         if not isinstance(optimizer.optimizer, LBFGS):
             with torch.no_grad():
                 self.image.clamp_(0, 1)
@@ -87,11 +120,11 @@ class StyleTransferModule(pl.LightningModule):
         self.log("loss", last["total"].detach(), prog_bar=True, logger=False)
         self.log_dict({f"loss/{k}": v.detach() for k, v in last.items()})
         self.log_dict({"loss_evaluations": float(self.loss_evaluations), "scale/size": float(max(self.image.shape[-2:])),
-                       "step": float(self.step_offset + self.global_step)})  # `step`: the x-axis across scales
+                       "step": float(self.run_step)})  # `step`: the x-axis across scales and resumes
 
     def on_train_batch_end(self, outputs: object, batch: int, batch_idx: int) -> None:
-        if self.global_step % self.save_every == 0 and self.global_step != self.iterations:
-            self.save_intermediate(self.step_offset + self.global_step)
+        if self.run_step % self.save_every == 0 and self.global_step != self.iterations:
+            self.save_intermediate(self.run_step)
 
     def current_image(self) -> Tensor:
         """The output in the network's space: the image, or the average of its iterates with `ema_decay`."""
@@ -107,7 +140,24 @@ class StyleTransferModule(pl.LightningModule):
     def save_intermediate(self, step: int) -> None:
         if self.trainer.is_global_zero:
             save_image(self.output_image(), self.output_dir / "intermediate" / f"step_{step:05d}.png")
+            self.save_checkpoint()
             self.log_image("image", step)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What `resume` needs to continue this scale. L-BFGS's history (hundreds of image-sized
+        vectors) is left out: a resumed L-BFGS rebuilds it within a few steps."""
+        optimizer = self.optimizers().optimizer if self._trainer is not None else None
+        return {
+            "scale": self.scale, "scale_steps": self.scale_steps, "run_step": self.run_step,
+            "image": self.image.detach().cpu(), "loss_evaluations": self.loss_evaluations,
+            "initial_losses": self.initial_losses,
+            "optimizer": None if optimizer is None or isinstance(optimizer, LBFGS) else optimizer.state_dict(),
+            "average": None if self.average is None else self.average.state_dict(),
+        }
+
+    def save_checkpoint(self) -> None:
+        state = self.checkpoint_state()
+        write_atomic(self.output_dir / "checkpoint.pt", lambda f: torch.save(state, f))
 
     def log_image(self, key: str, step: int) -> None:
         """Send the current image to every logger that takes images (W&B)."""

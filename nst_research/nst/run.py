@@ -4,6 +4,7 @@
 report them (see `nst_research.app`).
 """
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from nst_research.errors import UserInputError
+from nst_research.errors import RunDiverged, UserInputError
 from nst_research.features import VGGFeatures
 from nst_research.nst.averaging import check_decay
 from nst_research.nst.images import MIN_IMAGE_SIZE, save_image
@@ -57,19 +58,44 @@ def at_size(cfg: DictConfig, size: int) -> DictConfig:
     return OmegaConf.merge(cfg, {"image_size": size})
 
 
+def divergence_hint(cfg: DictConfig) -> str:
+    """The likely cause of a non-finite loss, and the override that usually fixes it."""
+    if cfg.optimizer._target_.endswith("LBFGS"):
+        return "L-BFGS overshot: try optimizer.line_search_fn=strong_wolfe, smaller loss weights, or optimizer=adam"
+    return f"the learning rate is likely too high: try a smaller optimizer.lr (it is {cfg.optimizer.lr})"
+
+
+def load_resume(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checkpoint and results.json of an interrupted (or finished) run, to continue it."""
+    checkpoint, results = run_dir / "checkpoint.pt", run_dir / "results.json"
+    if not checkpoint.is_file():
+        raise UserInputError(f"resume={run_dir}: no checkpoint.pt there; give the directory of a style-transfer run")
+    previous = json.loads(results.read_text()) if results.is_file() else {}
+    return torch.load(checkpoint, map_location="cpu", weights_only=True), previous
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run one style transfer, one scale after another; write result.png, intermediate/, config.yaml
-    and results.json. Every scale's inputs are checked before anything is written."""
+    """Run one style transfer, one scale after another; write result.png, intermediate/, checkpoint.pt,
+    config.yaml and results.json. Every scale's inputs are checked before anything is written.
+    With `resume` (a run directory), continue that run from its checkpoint up to the requested steps."""
     check_run_settings(cfg)
     sizes = scale_sizes(cfg.image_size, cfg.multiscale.min_size, cfg.multiscale.factor)
     steps = scale_steps(sizes, cfg.iterations, cfg.multiscale.iterations)
     output_dir = Path(cfg.output_dir)
+    checkpoint, previous = load_resume(Path(cfg.resume)) if cfg.get("resume") else (None, {})
+    first = checkpoint["scale"] if checkpoint else 0
+    if checkpoint and (first >= len(sizes) or checkpoint["scale_steps"] >= steps[first]):
+        raise UserInputError(f"resume={cfg.resume}: that run already has {checkpoint['run_step']} steps; "
+                             "ask for more (e.g. iterations=...) with the same image_size and multiscale settings")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     scales = [prepare_inputs(at_size(cfg, size)) for size in sizes]
     objective = build_objective(cfg)
     for inputs in scales:
         for image in (inputs.content, *inputs.styles):
             objective.features.check_size(image)
+    if checkpoint and checkpoint["image"].shape != scales[first].content.shape:
+        raise UserInputError(f"resume={cfg.resume}: the saved image is {list(checkpoint['image'].shape[-2:])} px "
+                             "but these settings give another size; keep image_size and multiscale as they were")
     optimizer = instantiate(cfg.optimizer)
     if optimizer.func is torch.optim.LBFGS and str(cfg.trainer.get("precision", "32")) not in ("32", "32-true"):
         raise UserInputError("L-BFGS runs in fp32 only; drop the trainer.precision override or use optimizer=adam")
@@ -84,47 +110,55 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for logger in loggers:
         logger.log_hyperparams(resolved)
 
-    done: list[dict[str, Any]] = []  # one record per finished coarser scale
+    done: list[dict[str, Any]] = previous.get("scales", [])[:first]  # records of the finished coarser scales
     module: StyleTransferModule | None = None
-    start = time.perf_counter()
-    status = "failed"
+    start = time.perf_counter() - previous.get("wall_time_s", 0.0)
+    status, error = "failed", None
     try:
-        for k, (inputs, iterations) in enumerate(zip(scales, steps)):
+        for k in range(first, len(scales)):
+            inputs = scales[k]
             if module is not None:  # carry the coarser result up to this scale
                 done.append(scale_record(module, loggers))
                 save_image(module.output_image(), output_dir / "intermediate" / f"scale_{max(module.image.shape[-2:])}px.png")
-                print(f"scale {k + 1}/{len(scales)}: {max(inputs.content.shape[-2:])} px, {iterations} steps")
-            init = inputs.init if module is None else upsample(module.current_image(), inputs.content)
+            resume = checkpoint if checkpoint and k == first else None
+            if len(scales) > 1:
+                print(f"scale {k + 1}/{len(scales)}: {max(inputs.content.shape[-2:])} px, {steps[k]} steps")
+            init = (resume["image"] if resume else inputs.init) if module is None else upsample(
+                module.current_image(), inputs.content)
             module = StyleTransferModule(objective, inputs.content, inputs.styles, inputs.blend, init, optimizer,
-                                         iterations=iterations, save_every=cfg.save_every, output_dir=output_dir,
+                                         iterations=steps[k] - (resume["scale_steps"] if resume else 0),
+                                         save_every=cfg.save_every, output_dir=output_dir,
                                          chroma=inputs.chroma, masks=inputs.masks,
-                                         step_offset=sum(r["steps"] for r in done), ema_decay=cfg.ema_decay)
+                                         step_offset=sum(r["steps"] for r in done), ema_decay=cfg.ema_decay,
+                                         scale=k, resume=resume)
             trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=output_dir)
             trainer.fit(module)
         status = "completed"
     except (KeyboardInterrupt, SystemExit):
         status = "interrupted"
         raise
+    except RunDiverged as diverged:
+        status, error = "diverged", f"{diverged}; {divergence_hint(cfg)}; the last finite image is in {output_dir}/result.png"
+        raise RunDiverged(error) from None
     finally:
-        results = save_outcome(module, done, loggers, status, time.perf_counter() - start, cfg.seed, output_dir)
+        results = save_outcome(module, done, loggers, status, time.perf_counter() - start, cfg.seed, output_dir, error)
     return results
 
 
 def scale_record(module: StyleTransferModule, loggers: list) -> dict[str, Any]:
     """One scale's size, steps and losses; its final losses also go to the loggers as `scale/<size>px/<term>`."""
-    record = {"image_size": list(module.image.shape[-2:]), "steps": module.global_step,
+    record = {"image_size": list(module.image.shape[-2:]), "steps": module.scale_steps,
               "loss_evaluations": module.loss_evaluations,
               "initial_losses": module.initial_losses, "final_losses": module.evaluate()}
     size = max(record["image_size"])
     for logger in loggers:
-        logger.log_metrics({f"scale/{size}px/{k}": v for k, v in record["final_losses"].items()},
-                           step=module.step_offset + module.global_step)
+        logger.log_metrics({f"scale/{size}px/{k}": v for k, v in record["final_losses"].items()}, step=module.run_step)
     return record
 
 
 def save_outcome(module: StyleTransferModule | None, done: list[dict[str, Any]], loggers: list, status: str,
-                 wall_time: float, seed: int, output_dir: Path) -> dict[str, Any]:
-    """Save the image as it stands (finished or not) and results.json; end the loggers.
+                 wall_time: float, seed: int, output_dir: Path, error: str | None = None) -> dict[str, Any]:
+    """Save the image as it stands (finished or not), its checkpoint and results.json; end the loggers.
 
     `done` holds the records of the scales before `module`'s (none for a single scale)."""
     scales = list(done)
@@ -132,10 +166,11 @@ def save_outcome(module: StyleTransferModule | None, done: list[dict[str, Any]],
         if module is not None and module.initial_losses:  # it started: its image is the run's latest
             scales.append(scale_record(module, loggers))
             save_image(module.output_image(), output_dir / "result.png")
-            module.log_image("result", module.step_offset + module.global_step)
+            module.save_checkpoint()
+            module.log_image("result", module.run_step)
             for logger in loggers:
                 logger.log_metrics({f"final/{k}": v for k, v in scales[-1]["final_losses"].items()},
-                                   step=module.step_offset + module.global_step)
+                                   step=module.run_step)
     finally:
         finish_loggers(loggers, "success" if status == "completed" else "failed")
     results = {
@@ -151,6 +186,7 @@ def save_outcome(module: StyleTransferModule | None, done: list[dict[str, Any]],
         "final_losses": scales[-1]["final_losses"] if scales else {},
         "scales": scales,
         "result": "result.png" if scales else None,
+        **({"error": error} if error else {}),
     }
     write_results(output_dir / "results.json", results)
     return results

@@ -1,0 +1,111 @@
+"""Reliability (issue 7): divergence, interruption by signal and resuming, input limits, determinism."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_research.errors import UserInputError
+from nst_research.nst.images import load_image, load_mask
+from nst_research.nst.run import run as run_style_transfer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start_run(*overrides: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "scripts/run.py", *overrides], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "WANDB_MODE": "offline"})
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_saves_image_and_checkpoint_and_the_run_resumes(signum, run_cli, tmp_path):
+    run_dir = tmp_path / "interrupted"
+    process = start_run("optimizer=adam", "image_size=48", "iterations=100000", "save_every=1", "logger=csv",
+                        f"hydra.run.dir={run_dir}")
+    deadline = time.monotonic() + 120
+    while not (run_dir / "intermediate" / "step_00003.png").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "run ended or never started"
+        time.sleep(0.2)
+    process.send_signal(signum)
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "interrupted"
+    stopped_at = results["steps"]
+    assert 3 <= stopped_at < 100000
+    assert (run_dir / "checkpoint.pt").is_file()
+    with Image.open(run_dir / "result.png") as image:
+        assert max(image.size) == 48
+
+    resumed = run_cli(f"resume={run_dir}", f"iterations={stopped_at + 4}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "completed"
+    assert results["steps"] == stopped_at + 4
+    assert results["loss_evaluations"] == stopped_at + 4
+
+
+def test_adam_resume_continues_exactly(compose_cfg, tmp_path):
+    """Six steps in one go, or three and then a resume to six: the same image, bit for bit."""
+    tiny = ["optimizer=adam", "image_size=32", "save_every=2", "logger=none", "ema_decay=0.5"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_style_transfer(compose_cfg([*tiny, "iterations=6"], straight))
+    run_style_transfer(compose_cfg([*tiny, "iterations=3"], split))
+    results = run_style_transfer(compose_cfg([*tiny, "iterations=6", f"resume={split}"], split))
+    assert results["steps"] == 6 and results["status"] == "completed"
+    assert (straight / "result.png").read_bytes() == (split / "result.png").read_bytes()
+    assert results["final_losses"] == json.loads((straight / "results.json").read_text())["final_losses"]
+
+
+def test_resume_refuses_what_it_cannot_continue(compose_cfg, run_cli, tmp_path):
+    with pytest.raises(UserInputError, match="no checkpoint.pt"):
+        run_style_transfer(compose_cfg([f"resume={tmp_path}"], tmp_path / "x"))
+    done = tmp_path / "done"
+    run_style_transfer(compose_cfg(["image_size=32", "iterations=2", "logger=none"], done))
+    with pytest.raises(UserInputError, match="already has 2 steps"):
+        run_style_transfer(compose_cfg(["image_size=32", "iterations=2", "logger=none", f"resume={done}"], done))
+    result = run_cli(f"resume={tmp_path / 'nowhere'}")
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: resume=")
+
+
+def test_divergence_stops_with_a_hint_and_keeps_the_last_finite_image(run_cli, tmp_path):
+    run_dir = tmp_path / "diverged"
+    result = run_cli("optimizer.lr=1e8", "image_size=32", "iterations=30", "logger=none", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "optimizer.line_search_fn=strong_wolfe" in errors[0]
+    assert "Traceback" not in result.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "diverged" and results["steps"] < 30
+    assert np.isfinite(results["final_losses"]["total"])  # the saved image is the last finite one
+    with Image.open(run_dir / "result.png") as image:
+        assert np.isfinite(np.asarray(image, dtype=float)).all()
+
+
+def test_image_over_the_megapixel_limit_names_the_override(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("RGB", (2000, 1000)).save(path)
+    with pytest.raises(UserInputError, match=r"2 MP\), over max_megapixels=1; .* max_megapixels=2"):
+        load_image(str(path), 64, max_megapixels=1)
+    assert load_image(str(path), 64, max_megapixels=2).shape[-1] == 64
+
+
+def test_colour_mask_is_refused_and_grey_mask_accepted(tmp_path):
+    colour, grey = tmp_path / "colour.png", tmp_path / "grey.png"
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(colour)
+    Image.new("L", (32, 32), 128).save(grey)
+    with pytest.raises(UserInputError, match="in colour"):
+        load_mask(str(colour), (16, 16))
+    assert load_mask(str(grey), (16, 16)).mean().item() == pytest.approx(128 / 255, abs=1e-3)
+
+
+def test_deterministic_flag_reaches_the_trainer(compose_cfg):
+    assert compose_cfg(["deterministic=true"]).trainer.deterministic is True
+    assert compose_cfg().trainer.deterministic is False
