@@ -15,4 +15,8 @@ def check_nonnegative(**values: float) -> None:
 
 
 class RunDiverged(RuntimeError):
-    """The loss became NaN or infinite: the run stops and keeps its last finite image."""
+    """The loss became NaN or infinite at `step`: the run stops and keeps its last finite image."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step

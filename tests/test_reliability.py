@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -76,17 +75,19 @@ def test_resume_refuses_what_it_cannot_continue(compose_cfg, run_cli, tmp_path):
 
 
 def test_divergence_stops_with_a_hint_and_keeps_the_last_finite_image(run_cli, tmp_path):
+    """Pixels are clamped to [0, 1], so a finite objective cannot blow up by itself; weights that
+    overflow float32 make the loss infinite, which must stop the run cleanly."""
     run_dir = tmp_path / "diverged"
-    result = run_cli("optimizer.lr=1e8", "image_size=32", "iterations=30", "logger=none", f"hydra.run.dir={run_dir}")
+    result = run_cli("style_weight=1e39", "image_size=32", "iterations=30", "logger=none", f"hydra.run.dir={run_dir}")
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "optimizer.line_search_fn=strong_wolfe" in errors[0]
+    assert len(errors) == 1 and "lower them (style_weight=1e+39" in errors[0], errors
     assert "Traceback" not in result.stderr
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "diverged" and results["steps"] < 30
-    assert np.isfinite(results["final_losses"]["total"])  # the saved image is the last finite one
-    with Image.open(run_dir / "result.png") as image:
-        assert np.isfinite(np.asarray(image, dtype=float)).all()
+    assert "overflow" in results["error"]
+    with Image.open(run_dir / "result.png") as image:  # the starting image, the last one with a finite loss
+        assert max(image.size) == 32
 
 
 def test_image_over_the_megapixel_limit_names_the_override(tmp_path):

@@ -22,8 +22,9 @@ class StyleTransferModule(pl.LightningModule):
     """Optimises pixels to minimise a `StyleTransferObjective` (Gatys et al., 2016).
 
     One training batch is one optimizer step. L-BFGS steps through a closure (each call is one
-    loss evaluation, counted); Adam and SGD take plain steps and are clamped to [0, 1] after
-    each. Every `save_every` steps the image is written to `intermediate/` and to the loggers.
+    loss evaluation, counted); Adam and SGD take plain steps. The image is clamped to [0, 1]
+    after every step, L-BFGS's too (as the PyTorch tutorial does): unconstrained, L-BFGS drifts
+    out of range and the clamped result loses much of what it gained. Every `save_every` steps the image is written to `intermediate/` and to the loggers.
 
     One module runs one scale of a coarse-to-fine schedule: `step_offset` (the steps of the
     coarser scales) keeps logged steps and image names counting across the whole run. With
@@ -110,11 +111,10 @@ class StyleTransferModule(pl.LightningModule):
         if not torch.isfinite(last["total"]):
             with torch.no_grad():
                 self.image.copy_(self.last_good)
-            raise RunDiverged(f"the total loss became {last['total'].item()} at step {self.run_step}")
+            raise RunDiverged(f"the total loss became {last['total'].item()} at step {self.run_step}", self.run_step)
         self.last_good = start
-        if not isinstance(optimizer.optimizer, LBFGS):
-            with torch.no_grad():
-                self.image.clamp_(0, 1)
+        with torch.no_grad():  # projected steps: pixels stay in [0, 1] for every optimizer
+            self.image.clamp_(0, 1)
         if self.average is not None:
             self.average.update(self.image)
         self.log("loss", last["total"].detach(), prog_bar=True, logger=False)

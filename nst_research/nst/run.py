@@ -58,8 +58,11 @@ def at_size(cfg: DictConfig, size: int) -> DictConfig:
     return OmegaConf.merge(cfg, {"image_size": size})
 
 
-def divergence_hint(cfg: DictConfig) -> str:
+def divergence_hint(cfg: DictConfig, step: int) -> str:
     """The likely cause of a non-finite loss, and the override that usually fixes it."""
+    if step <= 1:
+        return ("the starting image's loss is already not finite: the loss weights overflow float32; "
+                f"lower them (style_weight={cfg.style_weight}, content_weight={cfg.content_weight})")
     if cfg.optimizer._target_.endswith("LBFGS"):
         return "L-BFGS overshot: try optimizer.line_search_fn=strong_wolfe, smaller loss weights, or optimizer=adam"
     return f"the learning rate is likely too high: try a smaller optimizer.lr (it is {cfg.optimizer.lr})"
@@ -138,8 +141,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         status = "interrupted"
         raise
     except RunDiverged as diverged:
-        status, error = "diverged", f"{diverged}; {divergence_hint(cfg)}; the last finite image is in {output_dir}/result.png"
-        raise RunDiverged(error) from None
+        status = "diverged"
+        error = f"{diverged}; {divergence_hint(cfg, diverged.step)}; the last finite image is in {output_dir}/result.png"
+        raise RunDiverged(error, diverged.step) from None
     finally:
         results = save_outcome(module, done, loggers, status, time.perf_counter() - start, cfg.seed, output_dir, error)
     return results
