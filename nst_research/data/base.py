@@ -1,0 +1,71 @@
+"""What every GAN data module shares: shuffling with the seed, loaders, and the metric's reference sets.
+
+A subclass provides `load()`, a data set of (image, label) pairs with images (channels, size, size)
+in [-1, 1]. Training uses every image; validation yields `reference_size` real images (half A), and
+`reference_halves()` gives half A and a disjoint half B of the same size, whose distance is the
+metric's floor.
+"""
+
+from abc import ABC, abstractmethod
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from nst_research.errors import UserInputError
+
+
+class ImageDataModule(pl.LightningDataModule, ABC):
+    name: str = "data"
+
+    def __init__(self, image_size: int, channels: int, batch_size: int = 64, num_workers: int = 0,
+                 seed: int = 0, reference_size: int = 1000) -> None:
+        super().__init__()
+        for key, value, minimum in (("image_size", image_size, 8), ("channels", channels, 1),
+                                    ("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                                    ("reference_size", reference_size, 2)):
+            if not isinstance(value, int) or value < minimum:
+                raise UserInputError(f"data.{key}={value} must be an integer >= {minimum}")
+        self.image_size, self.channels = image_size, channels
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.reference_size = reference_size
+        self.dataset: Dataset | None = None
+        self.order: torch.Tensor | None = None
+
+    @abstractmethod
+    def load(self) -> Dataset:
+        """The whole data set: (image in [-1, 1] of shape (channels, image_size, image_size), label) pairs."""
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is not None:
+            return
+        self.dataset = self.load()
+        if len(self.dataset) < 2 * self.reference_size:
+            raise UserInputError(f"data={self.name} has {len(self.dataset)} images; the metric needs "
+                                 f"2 x data.reference_size={2 * self.reference_size}: lower data.reference_size")
+        self.order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed))
+
+    def loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed) if shuffle else None)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        if len(self.dataset) < self.batch_size:
+            raise UserInputError(f"data={self.name} has {len(self.dataset)} images, fewer than "
+                                 f"data.batch_size={self.batch_size}")
+        return self.loader(self.dataset, shuffle=True)
+
+    def reference(self, half: int) -> Subset:
+        self.setup()
+        n = self.reference_size
+        return Subset(self.dataset, self.order[half * n:(half + 1) * n].tolist())
+
+    def val_dataloader(self) -> DataLoader:
+        """Half A of the reference set: the real images the metric compares samples with."""
+        return self.loader(self.reference(0), shuffle=False)
+
+    def reference_halves(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two disjoint sets of `reference_size` real images (half A is the validation set)."""
+        return tuple(torch.stack([image for image, _ in self.reference(half)]) for half in (0, 1))

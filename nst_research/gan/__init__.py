@@ -1,0 +1,1 @@
+"""Generative adversarial networks: architectures, losses, the Lightning module, the quality metric."""

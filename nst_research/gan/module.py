@@ -1,0 +1,161 @@
+"""`GANModule`: alternating discriminator and generator updates with Lightning's manual optimisation.
+
+Each training batch is one discriminator step; every `d_steps`-th batch is also one generator step
+(so `d_steps=5` is WGAN-GP's five critic updates per generator update, each on its own real batch).
+A grid of samples from one fixed noise batch is saved every `sample_every` generator steps; each
+validation scores samples from another fixed noise batch with the Frechet distance.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
+from torch import Tensor, nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchvision.utils import make_grid, save_image
+
+from nst_research.gan.losses import GANLoss, gradient_penalty
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+METRIC_KEY = "val/frechet_distance"
+
+
+def sample_noise(shape: tuple[int, ...], distribution: str, generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> Tensor:
+    """Noise: `uniform` on (-1, 1) or standard `normal`."""
+    if distribution == "uniform":
+        return torch.rand(shape, generator=generator, device=device) * 2 - 1
+    if distribution == "normal":
+        return torch.randn(shape, generator=generator, device=device)
+    raise ValueError(f"noise distribution {distribution!r}: choose uniform or normal")
+
+
+class GANModule(pl.LightningModule):
+    """A generator and a discriminator trained against each other with `loss` (see `gan.losses`).
+
+    `metric` (optional) is a Frechet distance whose real features `set_reference` fills once.
+    Logged: train/d_loss, train/g_loss, train/d_real and train/d_fake (mean D(x) and D(G(z)): a
+    probability for bce, the raw score otherwise), train/gradient_penalty (wgan_gp), val/frechet_distance.
+    """
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: GANLoss,
+                 generator_optimizer: OptimizerFactory, discriminator_optimizer: OptimizerFactory, *,
+                 noise: str = "uniform", d_steps: int = 1, gradient_clip_val: float | None = None,
+                 gradient_clip_algorithm: str = "norm", sample_every: int = 100, grid_size: int = 64,
+                 output_dir: Path | None = None, metric: FrechetInceptionDistance | None = None,
+                 noise_seed: int = 0) -> None:
+        super().__init__()
+        self.generator, self.discriminator, self.loss = generator, discriminator, loss
+        self.optimizer_factories = (discriminator_optimizer, generator_optimizer)
+        self.noise, self.d_steps, self.sample_every = noise, d_steps, sample_every
+        self.gradient_clip_val, self.gradient_clip_algorithm = gradient_clip_val, gradient_clip_algorithm
+        self.output_dir, self.metric = output_dir, metric
+        self.automatic_optimization = False
+        self.generator_steps = self.discriminator_steps = 0
+        self.last_logged: dict[str, Tensor] = {}
+        fixed = torch.Generator().manual_seed(noise_seed)
+        self.register_buffer("grid_noise", sample_noise((grid_size, generator.noise_dim), noise, fixed),
+                             persistent=False)
+        self.metric_seed = noise_seed + 1
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        make_d, make_g = self.optimizer_factories
+        return [make_d(self.discriminator.parameters()), make_g(self.generator.parameters())]
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.generator(z)
+
+    def random_noise(self, n: int) -> Tensor:
+        return sample_noise((n, self.generator.noise_dim), self.noise, device=self.device)
+
+    def step(self, optimizer: LightningOptimizer, loss: Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.gradient_clip_val:
+            self.clip_gradients(optimizer, self.gradient_clip_val, self.gradient_clip_algorithm)
+        optimizer.step()
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        real = batch[0]
+        d_opt, g_opt = self.optimizers()
+        fake = self.generator(self.random_noise(real.shape[0]))
+        real_out, fake_out = self.discriminator(real), self.discriminator(fake.detach())
+        d_loss = self.loss.discriminator(real_out, fake_out)
+        logs = {"train/d_loss": d_loss.detach(), "train/d_real": self.loss.score(real_out.detach()).mean(),
+                "train/d_fake": self.loss.score(fake_out.detach()).mean()}
+        if self.loss.gradient_penalty_weight:
+            penalty = gradient_penalty(self.discriminator, real, fake)
+            d_loss = d_loss + self.loss.gradient_penalty_weight * penalty
+            logs["train/gradient_penalty"] = penalty.detach()
+        self.step(d_opt, d_loss)
+        self.discriminator_steps += 1
+        if (batch_idx + 1) % self.d_steps == 0:
+            g_loss = self.loss.generator(self.discriminator(fake))
+            self.step(g_opt, g_loss)
+            self.generator_steps += 1
+            logs["train/g_loss"] = g_loss.detach()
+            if self.output_dir is not None and self.generator_steps % self.sample_every == 0:
+                self.save_samples(Path(self.output_dir) / "samples" / f"step_{self.generator_steps:06d}.png")
+        self.log_dict(logs, prog_bar=False, sync_dist=True)
+        self.last_logged.update(logs)  # tensors: no device synchronisation per step
+
+    def final_losses(self) -> dict[str, float]:
+        """The last logged training values: d_loss, g_loss, d_real, d_fake (and gradient_penalty)."""
+        return {key.removeprefix("train/"): value.item() for key, value in self.last_logged.items()}
+
+    def samples(self) -> Tensor:
+        """The grid of samples from the fixed noise batch, as an image in [0, 1]."""
+        was_training = self.generator.training
+        self.generator.eval()
+        with torch.no_grad():
+            images = self.generator(self.grid_noise)
+        self.generator.train(was_training)
+        return make_grid(images, nrow=int(len(images) ** 0.5), normalize=True, value_range=(-1, 1), pad_value=1)
+
+    def save_samples(self, path: Path) -> None:
+        """Save the grid to `path` and send it to loggers that take images (W&B); rank zero only."""
+        grid = self.samples()
+        if not self.trainer.is_global_zero:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):  # at the x-axis step of the losses: training batches so far
+                logger.log_image(key="samples", images=[grid.cpu()], step=self.discriminator_steps)
+
+    def set_reference(self, real: Tensor, batch_size: int = 500) -> None:
+        """Compute the real images' features once; every validation compares samples with them."""
+        with torch.no_grad():
+            for batch in real.split(batch_size):
+                self.metric.update(batch.to(self.device), real=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self.metric_noise = torch.Generator().manual_seed(self.metric_seed)
+
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        """Score as many samples as the batch holds reals, from the same fixed noise at every validation.
+
+        The metric is not synchronised across processes: under DDP every process scores the same
+        (reference_size / processes) samples, so the values agree, from fewer samples than on one device.
+        """
+        if self.metric is None:
+            return
+        noise = sample_noise((batch[0].shape[0], self.generator.noise_dim), self.noise, self.metric_noise)
+        self.metric.update(self.generator(noise.to(self.device)), real=False)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.metric is None or self.metric.fake_features_num_samples < 2:
+            return
+        value = self.metric.compute()
+        self.metric.reset()  # the fake features only: the real ones are kept
+        self.log(METRIC_KEY, value, sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["gan_steps"] = {"generator": self.generator_steps, "discriminator": self.discriminator_steps}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        steps = checkpoint.get("gan_steps", {})
+        self.generator_steps, self.discriminator_steps = steps.get("generator", 0), steps.get("discriminator", 0)
