@@ -10,7 +10,8 @@ from nst_research.app import task_module
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
-TINY = {"nst": ["image_size=32", "iterations=2"], "gan": ["trainer.max_steps=2", "trainer.limit_val_batches=1"]}
+TINY = {"nst": ["image_size=32", "iterations=2"],
+        "gan": ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "metric.samples=64"]}
 
 
 def sweep_values(experiment: str) -> dict[str, list[str]]:
@@ -23,7 +24,7 @@ def sweep_values(experiment: str) -> dict[str, list[str]]:
 
 
 def test_experiments_are_shipped():
-    assert {"lbfgs_vs_adam", "layer_depth", "style_layers", "style_weight_sweep"} <= set(EXPERIMENTS)
+    assert {"lbfgs_vs_adam", "layer_depth", "style_layers", "style_weight_sweep", "gan_fc_vs_dcgan"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -36,10 +37,12 @@ def test_experiment_sweeps_several_jobs_into_its_own_directory(experiment):
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_runs_one_tiny_job(experiment, compose_cfg, tmp_path):
+def test_experiment_runs_one_tiny_job(experiment, compose_cfg, tmp_path, tmp_path_factory):
     first_job = [f"{key}={choices[0]}" for key, choices in sweep_values(experiment).items()]
-    cfg = compose_cfg([f"experiment={experiment}", *first_job], tmp_path)
-    cfg = compose_cfg([f"experiment={experiment}", *first_job, *TINY[cfg.task], "logger=csv"], tmp_path)
+    task = compose_cfg([f"experiment={experiment}", *first_job], tmp_path).task
+    cache = tmp_path_factory.getbasetemp() / "classifier_cache"  # the GAN metric's classifier, shared with its tests
+    extra = [*TINY[task], f"metric.cache_dir={cache}"] if task == "gan" else TINY[task]
+    cfg = compose_cfg([f"experiment={experiment}", *first_job, *extra, "logger=csv"], tmp_path)
     results = task_module(cfg.task).run(cfg)
     assert results["status"] == "completed"
     assert (tmp_path / results["result"]).is_file()

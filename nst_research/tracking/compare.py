@@ -29,7 +29,7 @@ COLUMNS = {
             ("style", ("final_losses", "style"))],
     "gan": [("Frechet distance", ("frechet_distance", "final")), ("floor", ("frechet_distance", "floor"))],
 }
-CURVES = {"nst": "loss/total", "gan": "frechet_distance"}
+CURVES = {"nst": "loss/total", "gan": "val/frechet_distance"}
 TILE = 192  # px, the long side of each contact-sheet image
 
 
