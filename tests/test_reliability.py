@@ -110,3 +110,18 @@ def test_colour_mask_is_refused_and_grey_mask_accepted(tmp_path):
 def test_deterministic_flag_reaches_the_trainer(compose_cfg):
     assert compose_cfg(["deterministic=true"]).trainer.deterministic is True
     assert compose_cfg().trainer.deterministic is False
+
+
+def test_unwritable_wandb_directory_never_stops_the_run(run_cli, tmp_path):
+    """W&B cannot create its directory (a file sits where it should go): it logs elsewhere (W&B falls back
+    to a temporary directory) or not at all; either way one notice says where, and local outputs are intact."""
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file, so nothing can be created under it")
+    run_dir = tmp_path / "run"
+    result = run_cli("image_size=32", "iterations=2", f"logger.wandb.save_dir={blocker}/wandb",
+                     f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    notices = [line for line in result.stderr.splitlines() if line.startswith("W&B")]
+    assert len(notices) == 1, result.stderr[-2000:]
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "completed"
+    assert (run_dir / "result.png").is_file() and (run_dir / "csv" / "metrics.csv").is_file()

@@ -12,12 +12,13 @@ from nst_research.errors import UserInputError
 from nst_research.tracking.compare import Run, compare, find_runs, label_runs
 
 TINY = ["image_size=32", "iterations=2", "save_every=10"]
+SIX_RUN = ["image_size=64", "iterations=2", "save_every=10"]  # the six-run sweep, at 64 px
 
 
 @pytest.fixture(scope="module")
 def six_run_sweep(run_cli, tmp_path_factory):
     sweep_dir = tmp_path_factory.mktemp("sweep") / "six"
-    result = run_cli("-m", "style_weight=1e4,1e5,1e6", "optimizer=lbfgs,adam", *TINY,
+    result = run_cli("-m", "style_weight=1e4,1e5,1e6", "optimizer=lbfgs,adam", *SIX_RUN,
                      f"hydra.sweep.dir={sweep_dir}", timeout=600)
     return sweep_dir, result
 
@@ -47,7 +48,7 @@ def test_jobs_share_a_group_and_are_named_by_what_differs(six_run_sweep):
     assert len(set(names)) == 6
     assert "style_weight=10000.0,optimizer=lbfgs" in names  # Hydra writes the job's values in full
     assert all("image_size" not in name for name in names)  # fixed for the whole sweep, so not in the name
-    assert configs[0]["sweep"]["overrides"] == ["style_weight=10000.0", "optimizer=lbfgs", *TINY]
+    assert configs[0]["sweep"]["overrides"] == ["style_weight=10000.0", "optimizer=lbfgs", *SIX_RUN]
     assert {c["logger"]["wandb"]["job_type"] for c in configs} == {"nst"}
 
 
