@@ -24,7 +24,8 @@ class StyleTransferModule(pl.LightningModule):
     One training batch is one optimizer step. L-BFGS steps through a closure (each call is one
     loss evaluation, counted); Adam and SGD take plain steps. The image is clamped to [0, 1]
     after every step, L-BFGS's too (as the PyTorch tutorial does): unconstrained, L-BFGS drifts
-    out of range and the clamped result loses much of what it gained. Every `save_every` steps the image is written to `intermediate/` and to the loggers.
+    out of range and the clamped result loses much of what it gained. Every `save_every` steps
+    the image is written to `intermediate/` and to the loggers.
 
     One module runs one scale of a coarse-to-fine schedule: `step_offset` (the steps of the
     coarser scales) keeps logged steps and image names counting across the whole run. With
