@@ -20,7 +20,8 @@ from types import ModuleType
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nst_research.errors import RunDiverged, UserInputError
 from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
@@ -42,6 +43,16 @@ def task_module(name: str) -> ModuleType:
     if name not in TASKS:
         raise UserInputError(f"unknown task={name}; choose one of: {', '.join(TASKS)}")
     return importlib.import_module(TASKS[name])
+
+
+def check_one_device(cfg: DictConfig) -> None:
+    """Style transfer optimises one image on one device: refuse a multi-device or multi-process trainer."""
+    trainer = cfg.get("trainer") or {}
+    strategy, devices, nodes = trainer.get("strategy", "auto"), trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    one_device = devices in (1, "1") or (isinstance(devices, ListConfig) and len(devices) == 1)
+    if strategy != "auto" or not one_device or nodes != 1:
+        raise UserInputError(f"task=nst optimises one image on one device, but the trainer asks for strategy={strategy} "
+                             f"devices={devices} num_nodes={nodes}; use trainer=default, cpu, gpu or mps")
 
 
 def remove_unfinished_run_dir(output_dir: Path) -> None:
@@ -89,6 +100,8 @@ def main(cfg: DictConfig) -> float:
         if cfg.get("resume"):
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
         task = task_module(cfg.task)
+        if cfg.task == "nst":
+            check_one_device(cfg)
         results = task.run(cfg)
     except (UserInputError, RunDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -111,7 +124,8 @@ def main(cfg: DictConfig) -> float:
     finally:
         if cfg.get("resume"):
             remove_unfinished_run_dir(hydra_dir)
-    print(f"result: {Path(cfg.output_dir) / results['result']}  {task.summary(results)}")
+    if rank_zero_only.rank == 0:  # under DDP every process returns here; one summary line
+        print(f"result: {Path(cfg.output_dir) / results['result']}  {task.summary(results)}")
     return task.score(results)
 
 

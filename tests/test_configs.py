@@ -104,6 +104,8 @@ def test_trainer_instantiates(compose_cfg, option, tmp_path):
     cfg = compose_cfg([f"trainer={option}"])
     if cfg.trainer.get("accelerator") == "gpu" and not torch.cuda.is_available():
         pytest.skip("no GPU on this machine")
+    if cfg.trainer.get("accelerator") == "mps" and not torch.backends.mps.is_available():
+        pytest.skip("no Apple GPU (MPS) on this machine")
     trainer = instantiate(cfg.trainer, logger=False, default_root_dir=tmp_path)
     assert isinstance(trainer, pl.Trainer)
     assert trainer.max_epochs == 1

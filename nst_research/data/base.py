@@ -3,14 +3,15 @@
 A subclass provides `load()`, a data set of (image, label) pairs with images (channels, size, size)
 in [-1, 1]. Training uses every image; validation yields `reference_size` real images (half A), and
 `reference_halves()` gives half A and a disjoint half B of the same size, whose distance is the
-metric's floor.
+metric's floor. Under DDP, Lightning gives each process its own shard of the training images; the
+validation set stays whole in every process, so that rank zero scores the metric on all of it.
 """
 
 from abc import ABC, abstractmethod
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from nst_research.errors import UserInputError
 
@@ -45,8 +46,8 @@ class ImageDataModule(pl.LightningDataModule, ABC):
                                  f"2 x data.reference_size={2 * self.reference_size}: lower data.reference_size")
         self.order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed))
 
-    def loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle,
+    def loader(self, dataset: Dataset, shuffle: bool, sampler: DistributedSampler | None = None) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler, drop_last=shuffle,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           generator=torch.Generator().manual_seed(self.seed) if shuffle else None)
 
@@ -63,8 +64,12 @@ class ImageDataModule(pl.LightningDataModule, ABC):
         return Subset(self.dataset, self.order[half * n:(half + 1) * n].tolist())
 
     def val_dataloader(self) -> DataLoader:
-        """Half A of the reference set: the real images the metric compares samples with."""
-        return self.loader(self.reference(0), shuffle=False)
+        """Half A of the reference set: the real images the metric compares samples with. In order and whole
+        in every process: Lightning shards a loader under DDP unless its sampler is already distributed, so
+        this one is a one-replica DistributedSampler (on one device it is the plain sequential order)."""
+        reference = self.reference(0)
+        return self.loader(reference, shuffle=False, sampler=DistributedSampler(reference, num_replicas=1, rank=0,
+                                                                                shuffle=False))
 
     def reference_halves(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Two disjoint sets of `reference_size` real images (half A is the validation set)."""

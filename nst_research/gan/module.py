@@ -3,7 +3,9 @@
 Each training batch is one discriminator step; every `d_steps`-th batch is also one generator step
 (so `d_steps=5` is WGAN-GP's five critic updates per generator update, each on its own real batch).
 A grid of samples from one fixed noise batch is saved every `sample_every` generator steps; each
-validation scores samples from another fixed noise batch with the Frechet distance.
+validation scores samples from another fixed noise batch with the Frechet distance. Under DDP, rank
+zero alone saves the grids and scores the metric (on the whole validation set, as on one device) and
+shares the value with the other processes.
 """
 
 from collections.abc import Callable
@@ -117,9 +119,9 @@ class GANModule(pl.LightningModule):
 
     def save_samples(self, path: Path) -> None:
         """Save the grid to `path` and send it to loggers that take images (W&B); rank zero only."""
-        grid = self.samples()
         if not self.trainer.is_global_zero:
             return
+        grid = self.samples()
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, path)
         for logger in self.loggers:
@@ -137,21 +139,22 @@ class GANModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         """Score as many samples as the batch holds reals, from the same fixed noise at every validation.
-
-        The metric is not synchronised across processes: under DDP every process scores the same
-        (reference_size / processes) samples, so the values agree, from fewer samples than on one device.
-        """
-        if self.metric is None:
+        Rank zero only: every process sees the whole validation set, so rank zero's value is a one-device run's."""
+        if self.metric is None or not self.trainer.is_global_zero:
             return
         noise = sample_noise((batch[0].shape[0], self.generator.noise_dim), self.noise, self.metric_noise)
         self.metric.update(self.generator(noise.to(self.device)), real=False)
 
     def on_validation_epoch_end(self) -> None:
-        if self.metric is None or self.metric.fake_features_num_samples < 2:
+        if self.metric is None:
             return
-        value = self.metric.compute()
-        self.metric.reset()  # the fake features only: the real ones are kept
-        self.log(METRIC_KEY, value, sync_dist=True)
+        value = None
+        if self.trainer.is_global_zero and self.metric.fake_features_num_samples >= 2:
+            value = self.metric.compute().item()
+            self.metric.reset()  # the fake features only: the real ones are kept
+        value = self.trainer.strategy.broadcast(value, src=0)  # every process logs it: the checkpoint callback reads it
+        if value is not None:
+            self.log(METRIC_KEY, value, sync_dist=True)  # the same value everywhere: the mean changes nothing
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gan_steps"] = {"generator": self.generator_steps, "discriminator": self.discriminator_steps}

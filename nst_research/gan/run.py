@@ -60,6 +60,17 @@ def check_compatible(generator: torch.nn.Module, datamodule: ImageDataModule, ga
                              "the data's channels at 32 or 64 px) or set data.channels")
 
 
+def check_launch(cfg: DictConfig, trainer: pl.Trainer) -> None:
+    """Lightning's DDP starts its other processes by running the same command again: in a multirun
+    each of them would run the whole sweep. SLURM (or torchrun) starting the processes is fine."""
+    if (cfg.get("sweep") and trainer.world_size > 1
+            and not trainer.strategy.cluster_environment.creates_processes_externally):
+        raise UserInputError(f"a {trainer.world_size}-process trainer (strategy=ddp) cannot run inside a multirun (-m), "
+                             "because Lightning starts its other processes by re-running the command; run each DDP "
+                             "training as its own command, or on SLURM with hydra/launcher=slurm "
+                             "hydra.launcher.tasks_per_node=<devices>")
+
+
 def resume_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     """The newest Lightning checkpoint of a GAN run (the one written on interruption, else last.ckpt)
     and its results.json, to continue the run."""
@@ -86,12 +97,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     classifier, accuracy = load_classifier(cfg.metric.cache_dir)
     reference, other_half = datamodule.reference_halves()
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-    loggers = instantiate_loggers(cfg.get("logger"))
-    for logger in loggers:
-        logger.log_hyperparams(resolved)
     module = GANModule(generator, discriminator, loss, instantiate(cfg.gan.optimizer.generator),
                        instantiate(cfg.gan.optimizer.discriminator), noise=cfg.gan.noise, d_steps=cfg.gan.d_steps,
                        gradient_clip_val=cfg.gan.gradient_clip_val,
@@ -103,8 +108,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                                  mode="min", save_last=True, save_top_k=1)
     on_interrupt = OnExceptionCheckpoint(dirpath=output_dir / "checkpoints", filename="interrupted")
     callbacks = [checkpoint, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=output_dir,
-                                      callbacks=callbacks)
+    extra_callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
+    # The trainer before any file or logger: it knows this process's rank under DDP.
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, default_root_dir=output_dir,
+                                      callbacks=callbacks + extra_callbacks)
+    check_launch(cfg, trainer)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    if trainer.is_global_zero:
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    loggers = instantiate_loggers(cfg.get("logger"))
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+    trainer.loggers = loggers
     metric = {"initial": None, "final": None, "best": None,
               "floor": frechet_distance(classifier, reference, other_half),
               "samples": cfg.metric.samples, "classifier_accuracy": round(accuracy, 4)}
@@ -153,6 +170,7 @@ def save_outcome(module: GANModule, trainer: pl.Trainer, loggers: list, status: 
         "wall_time_s": round(wall_time, 3),
         "seed": cfg.seed,
         "device": str(module.device),
+        "processes": trainer.world_size,
         "final_losses": module.final_losses(),
         "frechet_distance": metric,
         "checkpoints": checkpoints,

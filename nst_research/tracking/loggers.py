@@ -2,7 +2,7 @@
 
 W&B runs online only with a login and a reachable server; otherwise it logs offline into the
 run directory (upload later with `wandb sync`), and says why once. If even offline W&B
-cannot start, the run goes on with its local CSV log.
+cannot start, the run goes on with its local CSV log. Under DDP only rank zero starts a W&B run.
 """
 
 import netrc
@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from nst_research.tracking.console import notice
 
@@ -60,10 +61,13 @@ def restore_env(name: str, value: str | None) -> None:
 
 
 def wandb_logger(**kwargs: Any) -> Logger | None:
-    """A started `WandbLogger`: online when possible, else offline, else None (the run goes on)."""
+    """A started `WandbLogger`: online when possible, else offline, else None (the run goes on).
+    On DDP ranks other than zero, an idle one: Lightning's rank-zero guard keeps it from starting a run."""
     mode, reason = wandb_mode()
     if mode == "disabled":
         return None
+    if rank_zero_only.rank != 0:  # one W&B run per training, not one per process
+        return WandbLogger(**kwargs)
     requested = os.environ.get("WANDB_MODE")
     for offline in ([False, True] if mode == "online" else [True]):
         try:
