@@ -6,13 +6,17 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
+import torch
 from PIL import Image
 
-from nst_research.errors import UserInputError
+from nst_research.errors import RunDiverged, UserInputError
 from nst_research.nst.images import load_image, load_mask
+from nst_research.nst.module import StyleTransferModule
 from nst_research.nst.run import run as run_style_transfer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,6 +92,40 @@ def test_divergence_stops_with_a_hint_and_keeps_the_last_finite_image(run_cli, t
     assert "overflow" in results["error"]
     with Image.open(run_dir / "result.png") as image:  # the starting image, the last one with a finite loss
         assert max(image.size) == 32
+
+
+class LossBecomesNaN(torch.nn.Module):
+    """A stand-in objective whose loss is finite for its first `finite` evaluations and NaN after."""
+
+    def __init__(self, finite: int):
+        super().__init__()
+        self.finite, self.calls = finite, 0
+
+    def set_targets(self, *args) -> None:
+        pass
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        loss = (image - 0.5).pow(2).sum()
+        return {"total": loss if self.calls <= self.finite else loss * float("nan")}
+
+
+def test_divergence_checked_on_logged_steps_restores_the_last_checked_image(tmp_path):
+    """With log_every_n_steps=4 the loss is read only at steps 4, 8, ...: a NaN at step 6 is found at
+    step 8, and the image goes back to the one checked finite at step 4 (as it was before that step)."""
+    init = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    snapshots = []
+    module = StyleTransferModule(LossBecomesNaN(finite=1 + 5), torch.zeros(1, 3, 8, 8), [torch.zeros(1, 3, 8, 8)],
+                                 [1.0], init, partial(torch.optim.SGD, lr=0.1), iterations=12, save_every=100,
+                                 output_dir=tmp_path)  # evaluations: 1 at the start, then one per step
+    module.on_train_batch_start = lambda batch, batch_idx: snapshots.append(module.image.detach().clone())
+    trainer = pl.Trainer(max_epochs=1, logger=False, log_every_n_steps=4, enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False)
+    with pytest.raises(RunDiverged, match="at step 8"):
+        trainer.fit(module)
+    assert len(snapshots) == 8
+    assert torch.equal(module.image.detach(), snapshots[3])  # before step 4, whose loss was checked finite
+    assert not torch.equal(snapshots[3], snapshots[5])
 
 
 def test_image_over_the_megapixel_limit_names_the_override(tmp_path):

@@ -32,8 +32,11 @@ class StyleTransferModule(pl.LightningModule):
     `ema_decay`, the output is the moving average of the iterates (`IterateAverage`).
 
     A non-finite loss raises `RunDiverged` with the image reset to the last one whose loss was
-    finite. `checkpoint_state()` (written as checkpoint.pt with every intermediate image) and
-    `resume` continue a scale where an interrupted run stopped.
+    checked and finite. The loss is read on the host (a device synchronisation) only on logged
+    steps (`trainer.log_every_n_steps`), so a GPU never waits on the other steps.
+
+    `checkpoint_state()` (written as checkpoint.pt with every intermediate image) and `resume`
+    continue a scale where an interrupted run stopped.
     """
 
     def __init__(self, objective: StyleTransferObjective, content: Tensor, styles: list[Tensor],
@@ -61,7 +64,7 @@ class StyleTransferModule(pl.LightningModule):
         self.resumed_optimizer = resume.get("optimizer") if resume else None
         if resume and self.average is not None and resume.get("average"):
             self.average.load_state_dict(resume["average"])
-        self.last_good = self.image.detach().clone()  # the latest iterate whose loss was finite
+        self.last_good = self.snapshot()  # the latest checked iterate whose loss was finite
 
     def train_dataloader(self) -> DataLoader:
         """One item per optimizer step: Lightning needs a loader even when the data is one image."""
@@ -107,13 +110,14 @@ class StyleTransferModule(pl.LightningModule):
             last.update(losses)
             return losses["total"]
 
-        start = self.image.detach().clone()  # the iterate whose loss the (first) closure call measured
+        check = self.checks_loss(batch_idx)
+        start = self.snapshot() if check else None  # the iterate whose loss the (first) closure call measures
         optimizer.step(closure=closure)
-        if not torch.isfinite(last["total"]):
-            with torch.no_grad():
-                self.image.copy_(self.last_good)
-            raise RunDiverged(f"the total loss became {last['total'].item()} at step {self.run_step}", self.run_step)
-        self.last_good = start
+        if check:
+            if not torch.isfinite(last["total"]):
+                self.restore(self.last_good)
+                raise RunDiverged(f"the total loss became {last['total'].item()} at step {self.run_step}", self.run_step)
+            self.last_good = start
         with torch.no_grad():  # projected steps: pixels stay in [0, 1] for every optimizer
             self.image.clamp_(0, 1)
         if self.average is not None:
@@ -122,6 +126,23 @@ class StyleTransferModule(pl.LightningModule):
         self.log_dict({f"loss/{k}": v.detach() for k, v in last.items()})
         self.log_dict({"loss_evaluations": float(self.loss_evaluations), "scale/size": float(max(self.image.shape[-2:])),
                        "step": float(self.run_step)})  # `step`: the x-axis across scales and resumes
+
+    def checks_loss(self, batch_idx: int) -> bool:
+        """Whether this step reads its loss on the host to check that it is finite: on the steps Lightning
+        logs (every `trainer.log_every_n_steps`) and the last, so that no other step waits for the device."""
+        return (batch_idx + 1) % self.trainer.log_every_n_steps == 0 or batch_idx + 1 == self.iterations
+
+    def snapshot(self) -> tuple[Tensor, dict[str, Tensor] | None]:
+        """Copies of the image and of its average, to go back to if the loss turns out not finite."""
+        average = None if self.average is None else {k: v.clone() for k, v in self.average.state_dict().items()}
+        return self.image.detach().clone(), average
+
+    @torch.no_grad()
+    def restore(self, snapshot: tuple[Tensor, dict[str, Tensor] | None]) -> None:
+        image, average = snapshot
+        self.image.copy_(image)
+        if average is not None:
+            self.average.load_state_dict(average)
 
     def on_train_batch_end(self, outputs: object, batch: int, batch_idx: int) -> None:
         if self.run_step % self.save_every == 0 and self.global_step != self.iterations:
