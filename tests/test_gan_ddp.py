@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from ddp_probe import fingerprint
 from hydra.utils import instantiate
 
@@ -91,6 +92,14 @@ def test_style_transfer_with_ddp_is_a_one_line_error(run_cli, tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: task=nst optimises one image on one device, but the trainer asks for strategy="
         "ddp_find_unused_parameters_true devices=2 num_nodes=1; use trainer=default, cpu, gpu or mps"]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_missing_gpu_is_a_one_line_error(compose_cfg, tmp_path, cache):
+    cfg = compose_cfg([*TINY, "trainer=ddp", "logger=none", f"metric.cache_dir={cache}"], output_dir=tmp_path / "run")
+    with pytest.raises(UserInputError, match="^trainer: .*; choose a trainer this machine supports, e.g. trainer=cpu"):
+        run_gan(cfg)
     assert not (tmp_path / "run").exists()
 
 

@@ -15,6 +15,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
@@ -58,6 +59,18 @@ def check_compatible(generator: torch.nn.Module, datamodule: ImageDataModule, ga
         raise UserInputError(f"gan={gan} makes {made[0]}x{made[1]}x{made[1]} images but data={datamodule.name} "
                              f"gives {given[0]}x{given[1]}x{given[1]}; choose a matching gan= (gan=dcgan64 takes "
                              "the data's channels at 32 or 64 px) or set data.channels")
+
+
+def make_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
+    """The Lightning Trainer of `cfg.trainer`; a device this machine lacks (trainer=gpu or ddp without a GPU)
+    is a UserInputError."""
+    try:
+        return instantiate(cfg.trainer, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, MisconfigurationException):
+            raise UserInputError(f"trainer: {error.__cause__}; choose a trainer this machine supports, e.g. "
+                                 "trainer=cpu (or trainer=ddp_cpu for several processes)") from None
+        raise
 
 
 def check_launch(cfg: DictConfig, trainer: pl.Trainer) -> None:
@@ -110,8 +123,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [checkpoint, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
     extra_callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
     # The trainer before any file or logger: it knows this process's rank under DDP.
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, default_root_dir=output_dir,
-                                      callbacks=callbacks + extra_callbacks)
+    trainer = make_trainer(cfg, logger=False, default_root_dir=output_dir, callbacks=callbacks + extra_callbacks)
     check_launch(cfg, trainer)
 
     output_dir.mkdir(parents=True, exist_ok=True)
