@@ -104,7 +104,7 @@ class StyleTransferModule(pl.LightningModule):
 
         def closure() -> Tensor:
             optimizer.zero_grad()
-            losses = self.objective(self.image)
+            losses = self.compute_losses()
             self.manual_backward(losses["total"])
             self.loss_evaluations += 1
             last.update(losses)
@@ -122,8 +122,16 @@ class StyleTransferModule(pl.LightningModule):
             self.image.clamp_(0, 1)
         if self.average is not None:
             self.average.update(self.image)
-        self.log("loss", last["total"].detach(), prog_bar=True, logger=False)
-        self.log_dict({f"loss/{k}": v.detach() for k, v in last.items()})
+        self.log_losses(last, batch_idx)
+
+    def compute_losses(self) -> dict[str, Tensor]:
+        """Every loss term of the image being optimised; the optimizer minimises its "total"."""
+        return self.objective(self.image)
+
+    def log_losses(self, losses: dict[str, Tensor], batch_idx: int) -> None:
+        """The step's losses and counters, to the progress bar and (every `log_every_n_steps`) the loggers."""
+        self.log("loss", losses["total"].detach(), prog_bar=True, logger=False)
+        self.log_dict({f"loss/{k}": v.detach() for k, v in losses.items()})
         self.log_dict({"loss_evaluations": float(self.loss_evaluations), "scale/size": float(max(self.image.shape[-2:])),
                        "step": float(self.run_step)})  # `step`: the x-axis across scales and resumes
 

@@ -36,6 +36,17 @@ def layer_weights(kind: str, layers: Sequence[str], weights: Sequence[float] | N
     return dict(zip(names, weights))
 
 
+def element_weights(**weights: float | Sequence[float]) -> list[dict[str, float]]:
+    """Loss weights per batch element, e.g. content=1.0, style=[1e4, 1e5] -> [{content: 1.0, style: 1e4}, ...]:
+    each weight is a number (shared) or a list with one value per element."""
+    columns = {term: [w] if isinstance(w, str) or not isinstance(w, Sequence) else list(w) for term, w in weights.items()}
+    size = max(len(column) for column in columns.values())
+    if any(len(column) not in (1, size) for column in columns.values()):
+        raise UserInputError(f"loss weights per element must have equal lengths, or one value: {weights}")
+    return [{term: column[0] if len(column) == 1 else column[b] for term, column in columns.items()}
+            for b in range(size)]
+
+
 class NormalizeGradient(torch.autograd.Function):
     """Identity forward; backward rescales the incoming gradient to L1 norm `strength`.
 
@@ -60,23 +71,26 @@ class StyleTransferObjective(nn.Module):
 
     `set_targets` computes content features and style targets once, without gradients;
     `forward` returns every term (total, content, style, tv, and style per layer) so each
-    can be logged.
+    can be logged. Each loss weight may also be a list, one value per image of a batch:
+    `element_losses` then gives each image's terms with its own weights (a batched sweep).
     """
 
     def __init__(self, features: VGGFeatures, content_layers: dict[str, float], style_layers: dict[str, float],
-                 content_weight: float = 1.0, style_weight: float = 1e6, tv_weight: float = 0.0,
+                 content_weight: float | Sequence[float] = 1.0, style_weight: float | Sequence[float] = 1e6,
+                 tv_weight: float | Sequence[float] = 0.0,
                  gram_normalization: str = "chw", content_reduction: str = "mean", style_loss: str = "gram",
                  normalize_gradients: bool = False):
         super().__init__()
-        check_nonnegative(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-                          **{f"layers.content.{k}": v for k, v in content_layers.items()},
+        self.weights = element_weights(content=content_weight, style=style_weight, tv=tv_weight)
+        for weights in self.weights:
+            check_nonnegative(**{f"{term}_weight": weight for term, weight in weights.items()})
+        check_nonnegative(**{f"layers.content.{k}": v for k, v in content_layers.items()},
                           **{f"layers.style.{k}": v for k, v in style_layers.items()})
         self.style_loss = make_style_loss(style_loss, gram_normalization)
         if content_reduction not in CONTENT_REDUCTIONS:
             raise UserInputError(f"unknown content_reduction {content_reduction!r}; choose one of {CONTENT_REDUCTIONS}")
         self.features = features
         self.content_layers, self.style_layers = dict(content_layers), dict(style_layers)
-        self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
         self.content_reduction = content_reduction
         self.normalize_gradients = normalize_gradients
 
@@ -126,11 +140,29 @@ class StyleTransferObjective(nn.Module):
                 for layer, layer_weight in layers.items()}
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
-        features = self.features(image)
+        """Every term of one image (a batch of one, with one set of loss weights)."""
+        (losses,) = self.element_losses(image)
+        return losses
+
+    def element_losses(self, images: Tensor) -> list[dict[str, Tensor]]:
+        """Every term of each image of a batch, image b weighted by `weights[b]` (a batched sweep).
+
+        The feature network runs once over the batch; each image's terms are computed on its own slice
+        of the features, so they depend on its pixels only, and the gradient of the sum of the totals is,
+        image by image, the gradient of a separate run.
+        """
+        if len(images) != len(self.weights):
+            raise ValueError(f"{len(images)} images for {len(self.weights)} sets of loss weights")
+        features = self.features(images)
+        return [self.terms(images[b:b + 1], {layer: f[b:b + 1] for layer, f in features.items()}, weights)
+                for b, weights in enumerate(self.weights)]
+
+    def terms(self, image: Tensor, features: dict[str, Tensor], weights: dict[str, float]) -> dict[str, Tensor]:
+        """The weighted terms of one image from its features."""
         content_features, style_features = features, features
         if self.normalize_gradients:
-            content_features = self.with_normalized_gradients(features, self.content_layers, self.weights["content"])
-            style_features = self.with_normalized_gradients(features, self.style_layers, self.weights["style"])
+            content_features = self.with_normalized_gradients(features, self.content_layers, weights["content"])
+            style_features = self.with_normalized_gradients(features, self.style_layers, weights["style"])
         content = sum(
             (weight * content_loss(content_features[layer], self.content_targets[layer].features, self.content_reduction)
              for layer, weight in self.content_layers.items()),
@@ -139,7 +171,7 @@ class StyleTransferObjective(nn.Module):
         regions = {layer: self.style_regions(layer) for layer in self.style_layers}
         style, per_layer = style_loss(style_features, regions, self.style_layers, self.regions_loss)
         tv = tv_loss(image)
-        total = self.weights["content"] * content + self.weights["style"] * style + self.weights["tv"] * tv
+        total = weights["content"] * content + weights["style"] * style + weights["tv"] * tv
         losses = {"total": total, "content": content, "style": style, "tv": tv}
         losses.update({f"style/{layer}": loss for layer, loss in per_layer.items()})
         return losses
