@@ -1,7 +1,8 @@
 """Style transfer as a task: compose the objective from the config, optimise, save the outcome.
 
 `run(cfg)` does the work and returns the results it wrote to results.json; `summary` and `score`
-report them (see `nst_research.app`).
+report them (see `nst_research.app`). With `batch_sweep=true` it runs a batched sweep instead
+(`nst_research.nst.batched`): one run directory per element, and the elements' results.
 """
 
 import json
@@ -13,18 +14,21 @@ import lightning.pytorch as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nst_research.errors import RunDiverged, UserInputError
 from nst_research.features import VGGFeatures
 from nst_research.nst.averaging import check_decay
 from nst_research.nst.images import MIN_IMAGE_SIZE, save_image
-from nst_research.nst.inputs import prepare_inputs
+from nst_research.nst.inputs import StyleTransferInputs, prepare_inputs
 from nst_research.nst.module import StyleTransferModule
 from nst_research.nst.multiscale import scale_sizes, scale_steps, upsample
 from nst_research.nst.objective import StyleTransferObjective, layer_weights
 from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
 from nst_research.tracking.results import write_results
+
+BATCH_KEYS = ("style_weight", "content_weight", "tv_weight", "seed")  # what a batched sweep may vary
 
 
 def check_run_settings(cfg: DictConfig) -> None:
@@ -33,6 +37,10 @@ def check_run_settings(cfg: DictConfig) -> None:
         if not isinstance(value, int) or value < minimum:
             raise UserInputError(f"{key}={value} must be an integer >= {minimum}")
     check_decay(cfg.ema_decay)
+    for key in BATCH_KEYS:
+        if isinstance(cfg[key], ListConfig):
+            raise UserInputError(f"{key}={cfg[key]} is a list: add batch_sweep=true to optimise one image per value "
+                                 f"in one batch (Adam or SGD), or sweep it with -m {key}=...,...")
 
 
 def build_objective(cfg: DictConfig) -> StyleTransferObjective:
@@ -81,6 +89,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one style transfer, one scale after another; write result.png, intermediate/, checkpoint.pt,
     config.yaml and results.json. Every scale's inputs are checked before anything is written.
     With `resume` (a run directory), continue that run from its checkpoint up to the requested steps."""
+    if cfg.get("batch_sweep"):
+        from nst_research.nst.batched import run_batched  # imported here: it builds on this module
+        return run_batched(cfg)
     check_run_settings(cfg)
     sizes = scale_sizes(cfg.image_size, cfg.multiscale.min_size, cfg.multiscale.factor)
     steps = scale_steps(sizes, cfg.iterations, cfg.multiscale.iterations)
@@ -103,16 +114,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if optimizer.func is torch.optim.LBFGS and str(cfg.trainer.get("precision", "32")) not in ("32", "32-true"):
         raise UserInputError("L-BFGS runs in fp32 only; drop the trainer.precision override or use optimizer=adam")
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_image(scales[-1].content, output_dir / "content.png")
-    for i, style in enumerate(scales[-1].styles):
-        save_image(style, output_dir / ("style.png" if len(scales[-1].styles) == 1 else f"style_{i}.png"))
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-    loggers = instantiate_loggers(cfg.get("logger"))
-    for logger in loggers:
-        logger.log_hyperparams(resolved)
-
+    loggers = start_run_dir(cfg, scales[-1])
     done: list[dict[str, Any]] = previous.get("scales", [])[:first]  # records of the finished coarser scales
     module: StyleTransferModule | None = None
     start = time.perf_counter() - previous.get("wall_time_s", 0.0)
@@ -149,6 +151,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
+def start_run_dir(cfg: DictConfig, inputs: StyleTransferInputs) -> list[Logger]:
+    """Write the inputs as the network sees them and the resolved config.yaml into `cfg.output_dir`;
+    start the loggers with that config."""
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    save_image(inputs.content, output_dir / "content.png")
+    for i, style in enumerate(inputs.styles):
+        save_image(style, output_dir / ("style.png" if len(inputs.styles) == 1 else f"style_{i}.png"))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    loggers = instantiate_loggers(cfg.get("logger"))
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+    return loggers
+
+
 def scale_record(module: StyleTransferModule, loggers: list) -> dict[str, Any]:
     """One scale's size, steps and losses; its final losses also go to the loggers as `scale/<size>px/<term>`."""
     record = {"image_size": list(module.image.shape[-2:]), "steps": module.scale_steps,
@@ -177,7 +195,15 @@ def save_outcome(module: StyleTransferModule | None, done: list[dict[str, Any]],
                                    step=module.run_step)
     finally:
         finish_loggers(loggers, "success" if status == "completed" else "failed")
-    results = {
+    results = results_record(status, scales, wall_time, seed, module, error)
+    write_results(output_dir / "results.json", results)
+    return results
+
+
+def results_record(status: str, scales: list[dict[str, Any]], wall_time: float, seed: int,
+                   module: StyleTransferModule | None, error: str | None) -> dict[str, Any]:
+    """The content of results.json, from the records of the scales the run finished."""
+    return {
         "status": status,
         "task": "nst",
         "steps": sum(r["steps"] for r in scales),
@@ -192,16 +218,20 @@ def save_outcome(module: StyleTransferModule | None, done: list[dict[str, Any]],
         "result": "result.png" if scales else None,
         **({"error": error} if error else {}),
     }
-    write_results(output_dir / "results.json", results)
-    return results
 
 
 def summary(results: dict[str, Any]) -> str:
-    """One line for the console at the end of a run."""
+    """One line for the console at the end of a run; a batched sweep's adds one line per element."""
+    if "runs" in results:
+        return (f"a batched sweep of {len(results['runs'])} runs (compare them: python scripts/compare.py "
+                f"{results['directory']})" + "".join(f"\n  {name}: {summary(r)}"
+                                                     for name, r in zip(results["names"], results["runs"])))
     return (f"total loss {results['initial_losses']['total']:.4g} -> {results['final_losses']['total']:.4g}  "
             f"({results['steps']} steps, {results['loss_evaluations']} loss evaluations, {results['wall_time_s']:.1f} s)")
 
 
 def score(results: dict[str, Any]) -> float:
-    """What a sweeper minimises: the final total loss."""
+    """What a sweeper minimises: the final total loss (a batched sweep's best element's)."""
+    if "runs" in results:
+        return min(score(r) for r in results["runs"])
     return results["final_losses"]["total"]

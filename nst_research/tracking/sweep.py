@@ -31,6 +31,11 @@ def differing_overrides(overrides: list[str], fixed: list[str] | None, swept_key
             if o.split("=", 1)[0].lstrip("+~") in swept_keys or (fixed is not None and o not in fixed)]
 
 
+def sweep_group(sweep_dir: Path) -> str:
+    """The W&B group of a sweep's runs: its directory's date and time (`2026-11-22_01-46-31-835772`)."""
+    return f"{sweep_dir.parent.name}_{sweep_dir.name}"
+
+
 def sweep_job(hydra_cfg: DictConfig) -> dict[str, Any] | None:
     """This job's place in its multirun (None for a single run)."""
     if hydra_cfg.mode != RunMode.MULTIRUN:
@@ -41,7 +46,7 @@ def sweep_job(hydra_cfg: DictConfig) -> dict[str, Any] | None:
     differing = differing_overrides(overrides, sweep_overrides(sweep_dir), swept_keys)
     return {
         "dir": str(sweep_dir),
-        "group": f"{sweep_dir.parent.name}_{sweep_dir.name}",
+        "group": sweep_group(sweep_dir),
         "job": hydra_cfg.job.num,
         "name": ",".join(differing) or f"job {hydra_cfg.job.num}",
         "overrides": overrides,
