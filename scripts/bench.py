@@ -1,7 +1,14 @@
-"""Benchmark: steps per second and peak memory, printed as a table and written as JSON.
+"""Benchmark: step times, peak memory and time to quality, printed as tables and written as JSON.
 
-    python scripts/bench.py                  # every section, CPU (and CUDA when present)
-    python scripts/bench.py --sections gan --quick
+    python scripts/bench.py                            # nst, quality (512 px) and gan: ~14 min on 2 CPU cores
+    python scripts/bench.py --quality-sizes 256 512    # time to quality at 256 px too (~2.5 min more)
+    python scripts/bench.py --sections batched_sweep memory  # batched sweeps; Adam at 1024, 2048 px
+    python scripts/bench.py --quick                    # tiny sizes and few steps: checks that it works
+
+Sections: `nst` (style-transfer step time, framework vs a plain PyTorch loop), `time_to_quality`
+(time for single-scale and multi-scale L-BFGS to reach the same loss), `gan` (GAN steps per
+second) and, not in the defaults, `batched_sweep` (a batched sweep vs the same runs one after
+another) and `memory` (peak memory of Adam at 1024 and 2048 px). CUDA rows appear when a GPU is present.
 """
 
 import argparse
@@ -9,34 +16,64 @@ import json
 import logging
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
 
-from nst_research.bench import gan
+from nst_research.bench import batched, gan, nst
 from nst_research.bench.measure import format_table
 
-SECTIONS = {"gan": gan.run_section}
+STEP_SECTIONS = {"nst": nst.run_section, "gan": gan.run_section, "memory": nst.memory_section}
+OTHER_SECTIONS = [  # name in the JSON, title, section
+    ("time_to_quality", "time to quality: L-BFGS single-scale, and multi-scale (coarse to fine) to the same loss "
+     "within half its time", lambda args: nst.quality_section(args.devices, args.quick, args.quality_sizes)),
+    ("batched_sweep", "batched sweep of 4 style weights (Adam) vs the same 4 runs one after another (wall time)",
+     lambda args: batched.run_section(args.devices, args.quick)),
+]
+SECTIONS = [*STEP_SECTIONS, "time_to_quality", "batched_sweep"]
+DEFAULT_SECTIONS = ["nst", "gan", "time_to_quality"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=sorted(SECTIONS))
-    parser.add_argument("--quick", action="store_true", help="few steps per case (under a minute in all)")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=DEFAULT_SECTIONS)
+    parser.add_argument("--quality-sizes", nargs="+", type=int, default=[512], help="sizes for time to quality")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps (under a minute)")
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
                         default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     parser.add_argument("--output", type=Path, default=Path("outputs/bench/bench.json"))
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-case "GPU available" lines
-    rows = [row for name in args.sections for row in SECTIONS[name](args.devices, args.quick)]
-    print(format_table(rows))
     report = {
         "quick": args.quick,
+        "elapsed_s": {},
         "environment": {"torch": torch.__version__, "python": platform.python_version(), "cpu_count": os.cpu_count(),
-                        "torch_threads": torch.get_num_threads(),
+                        "torch_threads": torch.get_num_threads(), "processor": platform.processor(),
                         "cuda": torch.cuda.get_device_name() if "cuda" in args.devices else None},
-        "results": [row.as_dict() for row in rows],
     }
+    started = time.perf_counter()
+    steps = []
+    for name in [name for name in args.sections if name in STEP_SECTIONS]:
+        start = time.perf_counter()
+        steps += STEP_SECTIONS[name](args.devices, args.quick)
+        report["elapsed_s"][name] = time.perf_counter() - start
+    if steps:
+        report["steps"] = [row.as_dict() for row in steps]
+        print(format_table(report["steps"]), end="\n\n")
+    if any(row.section == "nst" for row in steps):
+        report["framework_overhead"] = nst.overhead(steps)
+        print("framework vs plain PyTorch loop (median step time)")
+        print(format_table(report["framework_overhead"]), end="\n\n")
+    for name, title, section in OTHER_SECTIONS:
+        if name in args.sections:
+            start = time.perf_counter()
+            report[name] = section(args)
+            report["elapsed_s"][name] = time.perf_counter() - start
+            print(title)
+            print(format_table(report[name]), end="\n\n")
+    total = time.perf_counter() - started
+    print(f"{total / 60:.1f} min (" + ", ".join(f"{k} {v:.0f} s" for k, v in report["elapsed_s"].items()) + ")")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: {args.output}")

@@ -1,4 +1,4 @@
-"""The benchmark command keeps working: its quick mode prints the table and writes the JSON."""
+"""The benchmark command keeps working: its quick mode prints every table and writes the JSON."""
 
 import json
 import subprocess
@@ -8,13 +8,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_quick_gan_benchmark_writes_a_row_per_case(tmp_path):
+def test_quick_benchmark_writes_every_section(tmp_path):
     output = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--sections", "gan", "--output", str(output)],
+    done = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--sections", "nst", "gan", "time_to_quality",
+                           "batched_sweep", "memory", "--output", str(output)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    results = json.loads(output.read_text())["results"]
-    assert {row["case"].split()[0] for row in results} == {"fc", "dcgan"}
-    for row in results:
-        assert row["steps_per_s"] > 0 and row["peak_memory_mib"] >= 0, row
-        assert row["case"].split()[0] in done.stdout
+    report = json.loads(output.read_text())
+    steps = report["steps"]
+    assert {row["case"] for row in steps if row["section"] == "nst"} == {
+        f"{optimizer} 64px {loop}" for optimizer in ("lbfgs", "adam") for loop in ("framework", "plain")}
+    assert {row["case"].split()[0] for row in steps if row["section"] == "gan"} == {"fc", "dcgan"}
+    assert [row["case"] for row in steps if row["section"] == "memory"] == ["adam 128px framework"]
+    for row in steps:
+        assert row["median_step_ms"] > 0 and row["steps_per_s"] > 0 and row["peak_memory_mib"] >= 0, row
+        assert row["case"] in done.stdout
+    ratios = report["framework_overhead"]
+    assert {row["case"] for row in ratios} == {"lbfgs 64px", "adam 64px"}
+    assert all(row["ratio"] == row["framework_ms"] / row["plain_ms"] for row in ratios)
+    (quality,) = report["time_to_quality"]
+    assert quality["size"] == 64 and quality["single_scale_steps"] == 10 and quality["single_scale_loss"] > 0
+    assert quality["within_half"] == (quality["multiscale_s"] is not None)
+    assert "time to quality" in done.stdout
+    (batch,) = report["batched_sweep"]
+    assert batch["batch"] == 4 and batch["speedup"] == batch["sequential_s"] / batch["batched_s"]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -107,6 +108,15 @@ def test_same_seed_same_result(compose_at, tmp_path):
     other = result_bytes(compose_at, tmp_path / "c", seed=8)
     assert first == second
     assert first != other  # the seed does reach the run (noise init)
+
+
+@pytest.mark.parametrize("optimizer, tf32", [("lbfgs", False), ("adam", True)])
+def test_tf32_only_for_first_order_optimizers(compose_at, tmp_path, optimizer, tf32):
+    """On NVIDIA GPUs TF32 speeds Adam and SGD; L-BFGS's gradient differences keep exact fp32."""
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not tf32
+    run_style_transfer(compose_at([f"optimizer={optimizer}", "image_size=32", "iterations=1", "logger=none"],
+                                  tmp_path / optimizer))
+    assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is tf32
 
 
 # ---------------------------------------------------------------- bad settings, in process

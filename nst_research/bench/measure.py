@@ -1,8 +1,9 @@
-"""Measuring one benchmark case: steps per second and peak memory, each case in its own forked process
-(so the peak resident memory on a CPU is the case's own), and the table of results."""
+"""Measuring one benchmark case: step times and peak memory, each case in its own forked process
+(so the peak resident memory on a CPU is the case's own), and the tables of results."""
 
 import multiprocessing
 import resource
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -10,6 +11,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from nst_research.app import CONFIG_DIR
 
 
 @dataclass
@@ -21,6 +26,7 @@ class Measurement:
     steps: int
     steps_per_s: float
     peak_memory_mib: float  # CUDA: peak allocated by torch; CPU: peak resident growth of the process
+    median_step_ms: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -31,19 +37,31 @@ class StepTimer(pl.Callback):
 
     def __init__(self, warmup: int, steps: int) -> None:
         self.warmup, self.steps = warmup, steps
-        self.start: float | None = None
-        self.elapsed = 0.0
-        self.done = 0
+        self.ends: list[float] = []
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self.done += 1
-        if self.done == self.warmup:
-            synchronize(trainer.strategy.root_device)
-            self.start = time.perf_counter()
-        elif self.done == self.warmup + self.steps:
-            synchronize(trainer.strategy.root_device)
-            self.elapsed = time.perf_counter() - self.start
+        synchronize(trainer.strategy.root_device)
+        self.ends.append(time.perf_counter())
+        if len(self.ends) == self.warmup + self.steps:
             trainer.should_stop = True
+
+    @property
+    def durations(self) -> list[float]:
+        """The timed steps' durations (each from the end of the step before it)."""
+        timed = self.ends[self.warmup - 1:]
+        return [b - a for a, b in zip(timed, timed[1:])]
+
+
+def step_measurement(section: str, case: str, device: str, batch_size: int, durations: list[float],
+                     peak_mib: float) -> Measurement:
+    return Measurement(section, case, device, batch_size, len(durations), len(durations) / sum(durations), peak_mib,
+                       1000 * statistics.median(durations))
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The config a run with these command-line overrides would get."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
 
 
 def synchronize(device: torch.device) -> None:
@@ -54,6 +72,11 @@ def synchronize(device: torch.device) -> None:
 def resident_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def reset_peak_memory(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
 
 
 def peak_memory_mib(device: str, baseline_mib: float) -> float:
@@ -83,9 +106,17 @@ def in_fresh_process(fn: Callable[..., Measurement], *args: Any) -> Measurement:
     return result
 
 
-def format_table(rows: list[Measurement]) -> str:
-    header = f"{'section':<8} {'case':<24} {'device':<6} {'batch':>5} {'steps':>5} {'steps/s':>9} {'peak MiB':>9}"
-    lines = [header, "-" * len(header)]
-    lines += [f"{m.section:<8} {m.case:<24} {m.device:<6} {m.batch_size:>5} {m.steps:>5} {m.steps_per_s:>9.2f} "
-              f"{m.peak_memory_mib:>9.1f}" for m in rows]
-    return "\n".join(lines)
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Rows of one kind as an aligned text table: numbers right-aligned, floats to 4 significant digits."""
+    columns = list(rows[0])
+    cells = [[cell(row[column]) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
+    numeric = [all(isinstance(row[c], (int, float)) or row[c] is None for row in rows) for c in columns]
+    line = lambda values: "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric))
+    return "\n".join([line(columns), "  ".join("-" * w for w in widths), *(line(values) for values in cells)])
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

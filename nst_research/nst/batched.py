@@ -30,6 +30,7 @@ from nst_research.nst.inputs import prepare_inputs
 from nst_research.nst.module import StyleTransferModule
 from nst_research.nst.run import (
     BATCH_KEYS,
+    allow_tf32,
     build_objective,
     check_run_settings,
     divergence_hint,
@@ -64,7 +65,7 @@ def check_batchable(cfg: DictConfig) -> None:
                              "L-BFGS couples the images through its line search and history; sweep it with -m")
     if cfg.get("sweep"):
         raise UserInputError("batch_sweep=true is a sweep in one run (one run directory per element): start it without -m")
-    unsupported = {"multiscale.min_size": cfg.multiscale.min_size, "resume": cfg.get("resume")}
+    unsupported = {"multiscale.min_size": cfg.multiscale.min_size, "resume": cfg.get("resume"), "compile": cfg.get("compile")}
     for key, value in unsupported.items():
         if value:
             raise UserInputError(f"batch_sweep=true does not support {key}={value}; drop it, or sweep with -m instead")
@@ -173,6 +174,7 @@ def run_batched(cfg: DictConfig) -> dict[str, Any]:
     for image in (shared.content, *shared.styles):
         objective.features.check_size(image)
     optimizer = instantiate(cfg.optimizer)
+    allow_tf32(True)
 
     for element in elements:
         element.loggers = start_run_dir(element.cfg, shared)

@@ -61,6 +61,13 @@ def build_objective(cfg: DictConfig) -> StyleTransferObjective:
     )
 
 
+def allow_tf32(allowed: bool) -> None:
+    """TF32 matrix products and convolutions on NVIDIA GPUs (Ampere and later) for Adam and SGD; exact fp32
+    for L-BFGS, whose curvature pairs are differences of gradients. Nothing changes on other devices."""
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
+
+
 def at_size(cfg: DictConfig, size: int) -> DictConfig:
     """The config with `image_size` set to one scale's size."""
     return OmegaConf.merge(cfg, {"image_size": size})
@@ -111,8 +118,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise UserInputError(f"resume={cfg.resume}: the saved image is {list(checkpoint['image'].shape[-2:])} px "
                              "but these settings give another size; keep image_size and multiscale as they were")
     optimizer = instantiate(cfg.optimizer)
-    if optimizer.func is torch.optim.LBFGS and str(cfg.trainer.get("precision", "32")) not in ("32", "32-true"):
+    lbfgs = optimizer.func is torch.optim.LBFGS
+    if lbfgs and str(cfg.trainer.get("precision", "32")) not in ("32", "32-true"):
         raise UserInputError("L-BFGS runs in fp32 only; drop the trainer.precision override or use optimizer=adam")
+    allow_tf32(not lbfgs)
+    if cfg.compile:
+        objective.compile()
 
     loggers = start_run_dir(cfg, scales[-1])
     done: list[dict[str, Any]] = previous.get("scales", [])[:first]  # records of the finished coarser scales

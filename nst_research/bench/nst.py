@@ -1,0 +1,173 @@
+"""The style-transfer benchmark sections.
+
+`nst`: median step time and peak memory at each size, for L-BFGS and Adam, twice: through the
+framework (`nst_research.nst.run.run`: Lightning, logging to CSV every step, clamping, divergence
+checks) and as a minimal plain-PyTorch loop over the same objective and optimizer. Their ratio is
+the framework's overhead, measured in the same run.
+
+`quality`: time to quality. The default single-scale L-BFGS run at each size gives a final total
+loss; the multi-scale schedule (from 128 px) then runs until its loss at the final size reaches
+that loss, and the two wall times are compared.
+"""
+
+import tempfile
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from nst_research.bench.measure import (
+    Measurement,
+    compose_config,
+    in_fresh_process,
+    peak_memory_mib,
+    reset_peak_memory,
+    resident_mib,
+    step_measurement,
+    synchronize,
+)
+from nst_research.bench.trace import read_trace
+from nst_research.nst.inputs import prepare_inputs
+from nst_research.nst.run import build_objective, run
+
+OPTIMIZERS = ["lbfgs", "adam"]
+STEPS = {128: (2, 10), 256: (2, 8), 512: (1, 4)}  # size: (warm-up steps, timed steps)
+MULTISCALE = ["multiscale.min_size=128", "multiscale.iterations=50"]
+
+
+def nst_config(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The run's config, with CSV logging and no progress bar or intermediate images in the timed steps."""
+    return compose_config(["task=nst", "logger=csv", "+trainer.enable_progress_bar=false", "save_every=100000",
+                           f"output_dir={output_dir}", *overrides])
+
+
+def traced_run(cfg: DictConfig, start: float, **trace: Any) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """`run(cfg)` with a `StepTrace` callback; returns its results and the trace."""
+    path = Path(cfg.output_dir) / "trace.jsonl"
+    callback = {"_target_": "nst_research.bench.trace.StepTrace", "path": str(path), "start": start, **trace}
+    OmegaConf.update(cfg, "trainer.callbacks", [callback], force_add=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's advice on dataloader workers and the like
+        results = run(cfg)
+    return results, read_trace(path)
+
+
+def framework_case(optimizer: str, size: int, device: str, warmup: int, steps: int) -> Measurement:
+    baseline = resident_mib()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = nst_config([f"optimizer={optimizer}", f"image_size={size}", f"iterations={warmup + steps}",
+                          f"trainer.accelerator={device}"], Path(tmp))
+        reset_peak_memory(device)
+        _, trace = traced_run(cfg, time.perf_counter())
+    return nst_measurement("framework", optimizer, size, device, [point["time"] for point in trace][warmup - 1:],
+                           baseline)
+
+
+def plain_case(optimizer: str, size: int, device: str, warmup: int, steps: int) -> Measurement:
+    """The same computation without the framework: objective, optimizer and clamp in a bare loop."""
+    baseline = resident_mib()
+    cfg = nst_config([f"optimizer={optimizer}", f"image_size={size}"], Path("."))
+    inputs = prepare_inputs(cfg)
+    objective = build_objective(cfg).to(device)
+    reset_peak_memory(device)
+    objective.set_targets(inputs.content.to(device), [style.to(device) for style in inputs.styles], inputs.blend)
+    image = torch.nn.Parameter(inputs.init.to(device).contiguous())
+    step = instantiate(cfg.optimizer)([image])
+
+    def closure() -> torch.Tensor:
+        step.zero_grad()
+        loss = objective(image)["total"]
+        loss.backward()
+        return loss
+
+    times = []
+    for _ in range(warmup + steps):
+        step.step(closure)
+        with torch.no_grad():
+            image.clamp_(0, 1)
+        synchronize(torch.device(device))
+        times.append(time.perf_counter())
+    return nst_measurement("plain", optimizer, size, device, times[warmup - 1:], baseline)
+
+
+def nst_measurement(loop: str, optimizer: str, size: int, device: str, ends: list[float],
+                    baseline: float) -> Measurement:
+    """A row from the end times of the timed steps (and of the step before them)."""
+    durations = [b - a for a, b in zip(ends, ends[1:])]
+    return step_measurement("nst", f"{optimizer} {size}px {loop}", device, 1, durations,
+                            peak_memory_mib(device, baseline))
+
+
+def overhead(rows: list[Measurement]) -> list[dict[str, Any]]:
+    """Framework median step time over the plain loop's, per optimizer, size and device."""
+    by_case = {(row.device, row.case): row for row in rows if row.section == "nst"}
+    ratios = []
+    for (device, case), row in by_case.items():
+        if case.endswith(" framework"):
+            plain = by_case[(device, case.replace(" framework", " plain"))]
+            ratios.append({"case": case.removesuffix(" framework"), "device": device,
+                           "framework_ms": row.median_step_ms, "plain_ms": plain.median_step_ms,
+                           "ratio": row.median_step_ms / plain.median_step_ms})
+    return ratios
+
+
+def run_section(devices: list[str], quick: bool) -> list[Measurement]:
+    """Framework and plain loop, one after the other, for each device, size and optimizer."""
+    schedule = {64: (2, 3)} if quick else STEPS
+    return [in_fresh_process(case, optimizer, size, device, *schedule[size])
+            for device in devices for size in schedule for optimizer in OPTIMIZERS
+            for case in (framework_case, plain_case)]
+
+
+def quality_run(size: int, device: str, overrides: list[str], target_loss: float | None,
+                budget_s: float | None) -> dict[str, Any]:
+    """One L-BFGS run at `size`, until its end, `target_loss` at the final size or `budget_s`.
+
+    Returns its steps, the wall time from the start (to the end; or to reaching `target_loss`, None if
+    it did not) and its last total loss at the final size."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = nst_config(["optimizer=lbfgs", f"image_size={size}", f"trainer.accelerator={device}", *overrides],
+                         Path(tmp))
+        start = time.perf_counter()
+        results, trace = traced_run(cfg, start, final_size=size, target_loss=target_loss, budget_s=budget_s)
+    final = [point for point in trace if point["size"] == size]
+    if target_loss is None:
+        return {"steps": results["steps"], "wall_s": final[-1]["time"] - start,
+                "loss": results["final_losses"]["total"]}
+    reached = next((point for point in final if point["loss"] <= target_loss), None)
+    return {"steps": trace[-1]["step"], "wall_s": None if reached is None else reached["time"] - start,
+            "loss": final[-1]["loss"] if final else None}
+
+
+def quality_section(devices: list[str], quick: bool, sizes: list[int]) -> list[dict[str, Any]]:
+    """Single-scale L-BFGS's wall time to its final loss, and whether multi-scale reaches that loss at the
+    final size within half that time (it is stopped there, which bounds the benchmark's length)."""
+    single, multi = (["iterations=10"], ["iterations=10", "multiscale.min_size=32", "multiscale.iterations=5"]
+                     ) if quick else ([], MULTISCALE)
+    rows = []
+    for device in devices:
+        for size in [64] if quick else sizes:
+            one = in_fresh_process(quality_run, size, device, single, None, None)
+            coarse_to_fine = in_fresh_process(quality_run, size, device, multi, one["loss"], one["wall_s"] / 2)
+            rows.append({"size": size, "device": device, "single_scale_loss": one["loss"],
+                         "single_scale_steps": one["steps"], "single_scale_s": one["wall_s"],
+                         "multiscale_steps": coarse_to_fine["steps"], "multiscale_s": coarse_to_fine["wall_s"],
+                         "multiscale_loss": coarse_to_fine["loss"],
+                         "within_half": coarse_to_fine["wall_s"] is not None})
+    return rows
+
+
+def memory_case(size: int, device: str) -> Measurement:
+    """Adam at a large size: one warm-up step and one timed step, for the peak memory."""
+    return replace(framework_case("adam", size, device, warmup=1, steps=1), section="memory")
+
+
+def memory_section(devices: list[str], quick: bool) -> list[Measurement]:
+    """Peak memory of Adam at 1024 and 2048 px (quick: 128 px)."""
+    return [in_fresh_process(memory_case, size, device) for device in devices
+            for size in ([128] if quick else [1024, 2048])]

@@ -1,0 +1,40 @@
+"""`StepTrace`: a callback that appends each step's end time and loss to a JSON-lines file, so that a
+benchmark can time steps and find when a run reached a loss, through the run's own code path."""
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+from nst_research.bench.measure import synchronize
+
+
+class StepTrace(pl.Callback):
+    """After every step, append {time, step, size, loss} (`time.perf_counter()`, the logged `loss/total`).
+
+    With `target_loss`, stop once a step at `final_size` logs a loss at or below it; with `budget_s`,
+    stop once `time.perf_counter()` passes `start + budget_s`.
+    """
+
+    def __init__(self, path: str, final_size: int | None = None, target_loss: float | None = None,
+                 start: float | None = None, budget_s: float | None = None) -> None:
+        self.path = Path(path)
+        self.final_size, self.target_loss = final_size, target_loss
+        self.deadline = None if start is None or budget_s is None else start + budget_s
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
+        synchronize(trainer.strategy.root_device)
+        now = time.perf_counter()
+        size = max(module.image.shape[-2:])
+        loss = trainer.callback_metrics["loss/total"].item()
+        with self.path.open("a") as f:
+            f.write(json.dumps({"time": now, "step": module.run_step, "size": size, "loss": loss}) + "\n")
+        reached = self.target_loss is not None and size == self.final_size and loss <= self.target_loss
+        if reached or (self.deadline is not None and now > self.deadline):
+            trainer.should_stop = True
+
+
+def read_trace(path: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
