@@ -13,7 +13,6 @@ that loss, and the two wall times are compared.
 import tempfile
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,9 @@ from nst_research.nst.inputs import prepare_inputs
 from nst_research.nst.run import build_objective, run
 
 OPTIMIZERS = ["lbfgs", "adam"]
-STEPS = {128: (2, 10), 256: (2, 8), 512: (1, 4)}  # size: (warm-up steps, timed steps)
+# size: (rounds, warm-up steps, timed steps). Framework and plain loop alternate, one fresh process per
+# round each, and each pools its rounds' steps: this machine's speed drifts by 10 % within a minute.
+SCHEDULE = {128: (1, 2, 10), 256: (3, 2, 8), 512: (1, 1, 3)}
 MULTISCALE = ["multiscale.min_size=128", "multiscale.iterations=50"]
 
 
@@ -57,18 +58,18 @@ def traced_run(cfg: DictConfig, start: float, **trace: Any) -> tuple[dict[str, A
     return results, read_trace(path)
 
 
-def framework_case(optimizer: str, size: int, device: str, warmup: int, steps: int) -> Measurement:
+def framework_case(optimizer: str, size: int, device: str, warmup: int, steps: int) -> tuple[list[float], float]:
+    """Timed steps' durations and the peak memory of a run through the framework (`run`)."""
     baseline = resident_mib()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = nst_config([f"optimizer={optimizer}", f"image_size={size}", f"iterations={warmup + steps}",
                           f"trainer.accelerator={device}"], Path(tmp))
         reset_peak_memory(device)
         _, trace = traced_run(cfg, time.perf_counter())
-    return nst_measurement("framework", optimizer, size, device, [point["time"] for point in trace][warmup - 1:],
-                           baseline)
+    return durations([point["time"] for point in trace][warmup - 1:]), peak_memory_mib(device, baseline)
 
 
-def plain_case(optimizer: str, size: int, device: str, warmup: int, steps: int) -> Measurement:
+def plain_case(optimizer: str, size: int, device: str, warmup: int, steps: int) -> tuple[list[float], float]:
     """The same computation without the framework: objective, optimizer and clamp in a bare loop."""
     baseline = resident_mib()
     cfg = nst_config([f"optimizer={optimizer}", f"image_size={size}"], Path("."))
@@ -92,15 +93,12 @@ def plain_case(optimizer: str, size: int, device: str, warmup: int, steps: int) 
             image.clamp_(0, 1)
         synchronize(torch.device(device))
         times.append(time.perf_counter())
-    return nst_measurement("plain", optimizer, size, device, times[warmup - 1:], baseline)
+    return durations(times[warmup - 1:]), peak_memory_mib(device, baseline)
 
 
-def nst_measurement(loop: str, optimizer: str, size: int, device: str, ends: list[float],
-                    baseline: float) -> Measurement:
-    """A row from the end times of the timed steps (and of the step before them)."""
-    durations = [b - a for a, b in zip(ends, ends[1:])]
-    return step_measurement("nst", f"{optimizer} {size}px {loop}", device, 1, durations,
-                            peak_memory_mib(device, baseline))
+def durations(ends: list[float]) -> list[float]:
+    """Step durations from the end times of the timed steps (and of the step before them)."""
+    return [b - a for a, b in zip(ends, ends[1:])]
 
 
 def overhead(rows: list[Measurement]) -> list[dict[str, Any]]:
@@ -117,11 +115,20 @@ def overhead(rows: list[Measurement]) -> list[dict[str, Any]]:
 
 
 def run_section(devices: list[str], quick: bool) -> list[Measurement]:
-    """Framework and plain loop, one after the other, for each device, size and optimizer."""
-    schedule = {64: (2, 3)} if quick else STEPS
-    return [in_fresh_process(case, optimizer, size, device, *schedule[size])
-            for device in devices for size in schedule for optimizer in OPTIMIZERS
-            for case in (framework_case, plain_case)]
+    """Framework and plain loop for each device, size and optimizer: median step time over all rounds,
+    peak memory the largest of them."""
+    rows = []
+    for device in devices:
+        for size, (rounds, warmup, steps) in ({64: (1, 2, 3)} if quick else SCHEDULE).items():
+            for optimizer in OPTIMIZERS:
+                timings = {"framework": [], "plain": []}
+                for _ in range(rounds):
+                    for loop, case in (("framework", framework_case), ("plain", plain_case)):
+                        timings[loop].append(in_fresh_process(case, optimizer, size, device, warmup, steps))
+                rows += [step_measurement("nst", f"{optimizer} {size}px {loop}", device, 1,
+                                          [step for round_steps, _ in runs for step in round_steps],
+                                          max(peak for _, peak in runs)) for loop, runs in timings.items()]
+    return rows
 
 
 def quality_run(size: int, device: str, overrides: list[str], target_loss: float | None,
@@ -164,7 +171,8 @@ def quality_section(devices: list[str], quick: bool, sizes: list[int]) -> list[d
 
 def memory_case(size: int, device: str) -> Measurement:
     """Adam at a large size: one warm-up step and one timed step, for the peak memory."""
-    return replace(framework_case("adam", size, device, warmup=1, steps=1), section="memory")
+    steps, peak = framework_case("adam", size, device, warmup=1, steps=1)
+    return step_measurement("memory", f"adam {size}px framework", device, 1, steps, peak)
 
 
 def memory_section(devices: list[str], quick: bool) -> list[Measurement]:
