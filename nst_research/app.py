@@ -59,7 +59,8 @@ def remove_unfinished_run_dir(output_dir: Path) -> None:
     """Remove what Hydra wrote into `output_dir` for this run (single runs only), and the directory
     if then empty: after bad input, and after a resume, which writes into the resumed directory."""
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode != RunMode.RUN or (output_dir / "results.json").exists():
+    started = (output_dir / "results.json").exists() or any(output_dir.glob("*/results.json"))  # a run; a batch
+    if hydra_cfg.mode != RunMode.RUN or started:
         return
     if hydra_cfg.output_subdir:
         shutil.rmtree(output_dir / hydra_cfg.output_subdir, ignore_errors=True)
@@ -111,8 +112,9 @@ def main(cfg: DictConfig) -> float:
         record_failed_job(cfg, str(error))
         return math.inf
     except SystemExit as stop:  # Ctrl-C (Lightning exits with 1) or SIGTERM (Lightning's SIGTERMException)
-        print(f"interrupted: the run so far is saved in {cfg.output_dir}; continue it with "
-              f"python scripts/run.py resume={cfg.output_dir}", file=sys.stderr)
+        hint = ("a batched sweep cannot be resumed" if cfg.get("batch_sweep") else
+                f"continue it with python scripts/run.py resume={cfg.output_dir}")
+        print(f"interrupted: the run so far is saved in {cfg.output_dir}; {hint}", file=sys.stderr)
         sys.exit(stop.code or 128 + signal.SIGTERM)
     except Exception as error:
         if job is None:
