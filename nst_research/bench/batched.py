@@ -10,7 +10,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from nst_research.bench.measure import compose_config, in_fresh_process
+from nst_research.bench.measure import in_fresh_process
+from nst_research.bench.nst import nst_config
 from nst_research.nst.run import run
 
 WEIGHTS = [1e4, 1e5, 1e6, 1e7]
@@ -18,13 +19,12 @@ WEIGHTS = [1e4, 1e5, 1e6, 1e7]
 
 def timed_runs(runs: list[list[str]], size: int, steps: int, device: str) -> float:
     """Seconds to run style transfers with these overrides one after another."""
-    common = ["task=nst", "optimizer=adam", f"image_size={size}", f"iterations={steps}", "logger=csv",
-              "save_every=100000", "+trainer.enable_progress_bar=false", f"trainer.accelerator={device}"]
+    common = ["optimizer=adam", f"image_size={size}", f"iterations={steps}", f"trainer.accelerator={device}"]
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Lightning's advice on dataloader workers and the like
         start = time.perf_counter()
         for i, overrides in enumerate(runs):
-            run(compose_config([*common, *overrides, f"output_dir={Path(tmp) / str(i)}"]))
+            run(nst_config([*common, *overrides], Path(tmp) / str(i)))
         return time.perf_counter() - start
 
 

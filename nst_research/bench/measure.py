@@ -112,7 +112,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     cells = [[cell(row[column]) for column in columns] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
     numeric = [all(isinstance(row[c], (int, float)) or row[c] is None for row in rows) for c in columns]
-    line = lambda values: "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric))
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric))
+
     return "\n".join([line(columns), "  ".join("-" * w for w in widths), *(line(values) for values in cells)])
 
 

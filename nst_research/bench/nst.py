@@ -39,6 +39,7 @@ OPTIMIZERS = ["lbfgs", "adam"]
 # round each, and each pools its rounds' steps: this machine's speed drifts by 10 % within a minute.
 SCHEDULE = {128: (1, 2, 10), 256: (3, 2, 8), 512: (1, 1, 3)}
 MULTISCALE = ["multiscale.min_size=128", "multiscale.iterations=50"]
+QUICK_QUALITY = (["iterations=10"], ["iterations=10", "multiscale.min_size=32", "multiscale.iterations=5"])
 
 
 def nst_config(overrides: list[str], output_dir: Path) -> DictConfig:
@@ -154,8 +155,7 @@ def quality_run(size: int, device: str, overrides: list[str], target_loss: float
 def quality_section(devices: list[str], quick: bool, sizes: list[int]) -> list[dict[str, Any]]:
     """Single-scale L-BFGS's wall time to its final loss, and whether multi-scale reaches that loss at the
     final size within half that time (it is stopped there, which bounds the benchmark's length)."""
-    single, multi = (["iterations=10"], ["iterations=10", "multiscale.min_size=32", "multiscale.iterations=5"]
-                     ) if quick else ([], MULTISCALE)
+    single, multi = QUICK_QUALITY if quick else ([], MULTISCALE)
     rows = []
     for device in devices:
         for size in [64] if quick else sizes:
