@@ -35,10 +35,18 @@ SECTIONS = [*STEP_SECTIONS, "time_to_quality", "batched_sweep"]
 DEFAULT_SECTIONS = ["nst", "gan", "time_to_quality"]
 
 
+def quality_size(text: str) -> int:
+    """A `--quality-sizes` value: an integer no smaller than the multi-scale schedule's coarsest size."""
+    smallest = nst.MULTISCALE_MIN_SIZE
+    if not text.isdigit() or int(text) < smallest:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= {smallest} (multi-scale starts there)")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=DEFAULT_SECTIONS)
-    parser.add_argument("--quality-sizes", nargs="+", type=int, default=[512], help="sizes for time to quality")
+    parser.add_argument("--quality-sizes", nargs="+", type=quality_size, default=[512], help="sizes for time to quality")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps (under a minute)")
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
                         default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])

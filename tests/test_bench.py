@@ -32,3 +32,12 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert "time to quality" in done.stdout
     (batch,) = report["batched_sweep"]
     assert batch["batch"] == 4 and batch["speedup"] == batch["sequential_s"] / batch["batched_s"]
+
+
+def test_quality_size_below_the_coarsest_scale_is_refused_in_one_line(tmp_path):
+    output = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "scripts/bench.py", "--quality-sizes", "64", "--output", str(output)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].endswith("'64' must be an integer >= 128 (multi-scale starts there)")
+    assert not output.exists()

@@ -38,7 +38,8 @@ OPTIMIZERS = ["lbfgs", "adam"]
 # size: (rounds, warm-up steps, timed steps). Framework and plain loop alternate, one fresh process per
 # round each, and each pools its rounds' steps: this machine's speed drifts by 10 % within a minute.
 SCHEDULE = {128: (1, 2, 10), 256: (3, 2, 8), 512: (1, 1, 3)}
-MULTISCALE = ["multiscale.min_size=128", "multiscale.iterations=50"]
+MULTISCALE_MIN_SIZE = 128
+MULTISCALE = [f"multiscale.min_size={MULTISCALE_MIN_SIZE}", "multiscale.iterations=50"]
 QUICK_QUALITY = (["iterations=10"], ["iterations=10", "multiscale.min_size=32", "multiscale.iterations=5"])
 
 
