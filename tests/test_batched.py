@@ -116,6 +116,7 @@ def test_a_diverging_element_stops_the_batch_and_is_named(run_cli, tmp_path):
     (["batch_sweep=true", "optimizer=adam", STYLE_WEIGHTS, "multiscale.min_size=32"], "multiscale.min_size"),
     (["style_weight=[1e4,1e5]"], "add batch_sweep=true"),
     (["seed=[0,1]"], "add batch_sweep=true"),
+    (["batch_sweep=true", "optimizer=adam", "model=vgg19_random", "seed=[0,1]"], "seeds would not each draw their own"),
 ])
 def test_bad_batches_fail_in_one_line_before_any_output(compose_at, tmp_path, overrides, match):
     output_dir = tmp_path / "run"

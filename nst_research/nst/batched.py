@@ -69,6 +69,9 @@ def check_batchable(cfg: DictConfig) -> None:
     for key, value in unsupported.items():
         if value:
             raise UserInputError(f"batch_sweep=true does not support {key}={value}; drop it, or sweep with -m instead")
+    if cfg.model.get("weights") == "random" and isinstance(cfg.seed, ListConfig) and len(set(cfg.seed)) > 1:
+        raise UserInputError(f"batch_sweep=true with random network weights and seed={list(cfg.seed)}: the batch shares "
+                             "one network, so the seeds would not each draw their own; sweep the seeds with -m instead")
 
 
 def batch_values(cfg: DictConfig) -> dict[str, list[Any]]:
