@@ -128,6 +128,22 @@ def test_divergence_checked_on_logged_steps_restores_the_last_checked_image(tmp_
     assert not torch.equal(snapshots[3], snapshots[5])
 
 
+def test_only_logged_steps_go_through_lightning_logging(tmp_path):
+    """With log_every_n_steps=4 over 10 steps, the losses reach Lightning's logging at steps 4, 8 and the last
+    (10) only: each logged value costs Python time that a GPU step does not have."""
+    logged_at = []
+    module = StyleTransferModule(LossBecomesNaN(finite=100), torch.zeros(1, 3, 8, 8), [torch.zeros(1, 3, 8, 8)],
+                                 [1.0], torch.rand(1, 3, 8, 8), partial(torch.optim.SGD, lr=0.1), iterations=10,
+                                 save_every=100, output_dir=tmp_path)
+    log_dict = module.log_dict
+    module.log_dict = lambda values, **kwargs: (logged_at.append(module.run_step), log_dict(values, **kwargs))
+    trainer = pl.Trainer(max_epochs=1, logger=False, log_every_n_steps=4, enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False)
+    trainer.fit(module)
+    assert sorted(set(logged_at)) == [4, 8, 10]
+    assert trainer.callback_metrics["step"].item() == 10  # the last step's values are the ones left
+
+
 def test_image_over_the_megapixel_limit_names_the_override(tmp_path):
     path = tmp_path / "big.png"
     Image.new("RGB", (2000, 1000)).save(path)

@@ -144,7 +144,7 @@ def quality_run(size: int, device: str, overrides: list[str], target_loss: float
                          Path(tmp))
         start = time.perf_counter()
         results, trace = traced_run(cfg, start, final_size=size, target_loss=target_loss, budget_s=budget_s)
-    final = [point for point in trace if point["size"] == size]
+    final = [point for point in trace if point["size"] == size and point["loss"] is not None]
     if target_loss is None:
         return {"steps": results["steps"], "wall_s": final[-1]["time"] - start,
                 "loss": results["final_losses"]["total"]}

@@ -12,7 +12,8 @@ from nst_research.bench.measure import synchronize
 
 
 class StepTrace(pl.Callback):
-    """After every step, append {time, step, size, loss} (`time.perf_counter()`, the logged `loss/total`).
+    """After every step, append {time, step, size, loss} (`time.perf_counter()`, the logged `loss/total`, None
+    on the steps that log nothing when `trainer.log_every_n_steps` > 1).
 
     With `target_loss`, stop once a step at `final_size` logs a loss at or below it; with `budget_s`,
     stop once `time.perf_counter()` passes `start + budget_s`.
@@ -24,14 +25,15 @@ class StepTrace(pl.Callback):
         self.final_size, self.target_loss = final_size, target_loss
         self.deadline = None if start is None or budget_s is None else start + budget_s
 
-    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
         synchronize(trainer.strategy.root_device)
         now = time.perf_counter()
         size = max(module.image.shape[-2:])
-        loss = trainer.callback_metrics["loss/total"].item()
+        loss = trainer.callback_metrics["loss/total"].item() if module.checks_loss(batch_idx) else None  # logged steps
         with self.path.open("a") as f:
             f.write(json.dumps({"time": now, "step": module.run_step, "size": size, "loss": loss}) + "\n")
-        reached = self.target_loss is not None and size == self.final_size and loss <= self.target_loss
+        reached = None not in (self.target_loss, loss) and size == self.final_size and loss <= self.target_loss
         if reached or (self.deadline is not None and now > self.deadline):
             trainer.should_stop = True
 

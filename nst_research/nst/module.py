@@ -129,7 +129,11 @@ class StyleTransferModule(pl.LightningModule):
         return self.objective(self.image)
 
     def log_losses(self, losses: dict[str, Tensor], batch_idx: int) -> None:
-        """The step's losses and counters, to the progress bar and (every `log_every_n_steps`) the loggers."""
+        """The step's losses and counters, to the progress bar and the loggers, on the steps Lightning logs
+        (every `trainer.log_every_n_steps`) and the last. Each value costs Lightning about half a millisecond of
+        Python, which on a GPU can be longer than the step itself: the other steps log nothing."""
+        if not self.checks_loss(batch_idx):
+            return
         self.log("loss", losses["total"].detach(), prog_bar=True, logger=False)
         self.log_dict({f"loss/{k}": v.detach() for k, v in losses.items()})
         self.log_dict({"loss_evaluations": float(self.loss_evaluations), "scale/size": float(max(self.image.shape[-2:])),
