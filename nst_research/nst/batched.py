@@ -136,9 +136,7 @@ class BatchedStyleTransferModule(StyleTransferModule):
         self.latest = self.objective.element_losses(self.image)
         return {"total": sum(terms["total"] for terms in self.latest)}
 
-    def log_losses(self, losses: dict[str, Tensor], batch_idx: int) -> None:
-        if not self.checks_loss(batch_idx):  # the steps a single run logs (and reads its loss on the host)
-            return
+    def log_losses(self, losses: dict[str, Tensor]) -> None:
         counters = {"loss_evaluations": float(self.loss_evaluations), "scale/size": float(max(self.image.shape[-2:]))}
         for element, terms in zip(self.elements, self.latest):
             values = torch.stack([v.detach() for v in terms.values()]).tolist()

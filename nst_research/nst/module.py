@@ -122,18 +122,17 @@ class StyleTransferModule(pl.LightningModule):
             self.image.clamp_(0, 1)
         if self.average is not None:
             self.average.update(self.image)
-        self.log_losses(last, batch_idx)
+        if check:  # only logged steps pay for Lightning's logging, as they alone read the loss on the host
+            self.log_losses(last)
 
     def compute_losses(self) -> dict[str, Tensor]:
         """Every loss term of the image being optimised; the optimizer minimises its "total"."""
         return self.objective(self.image)
 
-    def log_losses(self, losses: dict[str, Tensor], batch_idx: int) -> None:
-        """The step's losses and counters, to the progress bar and the loggers, on the steps Lightning logs
-        (every `trainer.log_every_n_steps`) and the last. Each value costs Lightning about half a millisecond of
-        Python, which on a GPU can be longer than the step itself: the other steps log nothing."""
-        if not self.checks_loss(batch_idx):
-            return
+    def log_losses(self, losses: dict[str, Tensor]) -> None:
+        """The step's losses and counters, to the progress bar and the loggers; called on the steps Lightning
+        logs (every `trainer.log_every_n_steps`) and the last. Each value costs Lightning about half a
+        millisecond of Python, which on a GPU can be longer than the step itself: the other steps log nothing."""
         self.log("loss", losses["total"].detach(), prog_bar=True, logger=False)
         self.log_dict({f"loss/{k}": v.detach() for k, v in losses.items()})
         self.log_dict({"loss_evaluations": float(self.loss_evaluations), "scale/size": float(max(self.image.shape[-2:])),
