@@ -1,13 +1,15 @@
 """The Hydra entry point: compose the config, run the chosen task, report.
 
-`cfg.task` names the task (`nst` by default, `gan`); each task module provides `run(cfg)`,
-which writes the run directory and returns its results, `summary(results)` (one console
-line) and `score(results)` (the number a sweeper minimises). A `UserInputError` becomes one
-line on stderr and exit status 2, with nothing half-written left behind.
+`cfg.task` names the task (`nst` by default, `gan`); each task module provides `run(cfg)`, which
+builds its parts and runs them inside a `RunLifecycle` (run directory, loggers, status,
+results.json) and returns its results; `summary(results)` (one console line) and `score(results)`
+(the number a sweeper minimises). A `UserInputError` becomes one line on stderr and exit status 2,
+with nothing half-written left behind; a failure that is not the user's input (divergence, a crash)
+exits 1. Only Hydra and OmegaConf are imported before the command line is parsed: torch and
+Lightning load with the task.
 """
 
 import importlib
-import json
 import logging
 import math
 import shutil
@@ -20,17 +22,15 @@ from types import ModuleType
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from nst_research.cli import CONFIG_DIR
 from nst_research.errors import RunDiverged, UserInputError
-from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
-from nst_research.tracking.results import write_results
 from nst_research.tracking.sweep import sweep_job, with_sweep_job
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger(__name__)
-TASKS = {"nst": "nst_research.nst.run", "gan": "nst_research.gan.run"}
+TASKS = {"nst": "nst_research.nst.task", "gan": "nst_research.gan.task"}
+RESUME_GROUPS = ("logger", "trainer")  # config groups a resumed run may change: how it is logged and run
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # the frozen VGG, by design
@@ -43,16 +43,6 @@ def task_module(name: str) -> ModuleType:
     if name not in TASKS:
         raise UserInputError(f"unknown task={name}; choose one of: {', '.join(TASKS)}")
     return importlib.import_module(TASKS[name])
-
-
-def check_one_device(cfg: DictConfig) -> None:
-    """Style transfer optimises one image on one device: refuse a multi-device or multi-process trainer."""
-    trainer = cfg.get("trainer") or {}
-    strategy, devices, nodes = trainer.get("strategy", "auto"), trainer.get("devices", 1), trainer.get("num_nodes", 1)
-    one_device = devices in (1, "1") or (isinstance(devices, ListConfig) and len(devices) == 1)
-    if strategy != "auto" or not one_device or nodes != 1:
-        raise UserInputError(f"task=nst optimises one image on one device, but the trainer asks for strategy={strategy} "
-                             f"devices={devices} num_nodes={nodes}; use trainer=default, cpu, gpu or mps")
 
 
 def remove_unfinished_run_dir(output_dir: Path) -> None:
@@ -70,15 +60,29 @@ def remove_unfinished_run_dir(output_dir: Path) -> None:
 
 
 def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """The saved config of the run in `cfg.resume`, with this command's key=value changes
-    (e.g. iterations=400), writing into that run's directory."""
+    """The saved config of the run in `cfg.resume`, with this command's changes, writing into that run's
+    directory: key=value changes (e.g. iterations=400), and a new option of the `logger` or `trainer` group."""
     run_dir = Path(cfg.resume)
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         raise UserInputError(f"resume={cfg.resume}: no config.yaml there; give a run directory (outputs/runs/<date>/<time>)")
-    changes = [o for o in overrides if not o.startswith("resume=")]
+    resumed = OmegaConf.load(saved)
+    changes = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key == "resume":
+            continue
+        if key in RESUME_GROUPS:  # the group's option as this task composes it
+            node = hydra.compose(config_name="config", overrides=[f"task={resumed.task}", override])[key]
+            resumed[key] = node
+        elif HydraConfig.get().runtime.choices.get(key.lstrip("+~")) is not None or "/" in key or "@" in key:
+            raise UserInputError(f"resume keeps the run's settings; {override} would change its {key.lstrip('+~')}: "
+                                 f"only {'=, '.join(RESUME_GROUPS)}= and key=value changes (e.g. iterations=400) "
+                                 "may be given with resume=")
+        else:
+            changes.append(override.lstrip("+"))
     try:
-        resumed = OmegaConf.merge(OmegaConf.load(saved), OmegaConf.from_dotlist(changes))
+        resumed = OmegaConf.merge(resumed, OmegaConf.from_dotlist(changes))
     except Exception as error:
         raise UserInputError(f"resume takes key=value changes to the saved config, e.g. iterations=400 ({error})") from None
     resumed.resume, resumed.output_dir = str(run_dir), str(run_dir)
@@ -101,8 +105,6 @@ def main(cfg: DictConfig) -> float:
         if cfg.get("resume"):
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
         task = task_module(cfg.task)
-        if cfg.task == "nst":
-            check_one_device(cfg)
         results = task.run(cfg)
     except (UserInputError, RunDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -126,20 +128,19 @@ def main(cfg: DictConfig) -> float:
     finally:
         if cfg.get("resume"):
             remove_unfinished_run_dir(hydra_dir)
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
     if rank_zero_only.rank == 0:  # under DDP every process returns here; one summary line
-        print(f"result: {Path(cfg.output_dir) / results['result']}  {task.summary(results)}")
+        print(f"result: {Path(cfg.output_dir) / results.result}  {task.summary(results)}")
     return task.score(results)
 
 
 def record_failed_job(cfg: DictConfig, error: str) -> None:
-    """Mark a multirun job failed in its directory (results.json) and, for bad input, in W&B too."""
-    output_dir = Path(cfg.output_dir)
-    path = output_dir / "results.json"
-    results = json.loads(path.read_text()) if path.is_file() else {"status": "failed", "task": cfg.task}
-    status = results["status"] if results["status"] not in ("completed", "interrupted") else "failed"
-    if not path.is_file():  # it failed before it started: no W&B run yet, so open one to mark it failed
-        loggers = instantiate_loggers({"wandb": cfg.logger.wandb} if "wandb" in (cfg.get("logger") or {}) else None)
-        for logger in loggers:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        finish_loggers(loggers, "failed")
-    write_results(path, {**results, "status": status, "error": error})
+    """Mark a multirun job failed in W&B and results.json when it failed before its run started (a run
+    that started has recorded its own status and error)."""
+    if (Path(cfg.output_dir) / "results.json").is_file():
+        return
+    from nst_research.tracking.lifecycle import record_failure
+
+    loggers = {"wandb": cfg.logger.wandb} if "wandb" in (cfg.get("logger") or {}) else None
+    record_failure(Path(cfg.output_dir), OmegaConf.to_container(cfg, resolve=True), loggers, cfg.task, error)

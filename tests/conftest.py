@@ -96,3 +96,22 @@ def random_vgg19_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, d
     path = tmp_path_factory.mktemp("weights") / "vgg19_random.pth"
     torch.save(state, path)
     return path, state, file_sha256(path)
+
+
+def gatys_objective(features: torch.nn.Module, content_layers: dict[str, float], style_layers: dict[str, float], *,
+                    content_weight: float = 1.0, style_weight: float = 1e6, tv_weight: float = 0.0,
+                    gram_normalization: str = "chw", content_reduction: str = "mean", style_loss: str = "gram",
+                    normalize_gradients: bool = False):
+    """The default objective's three terms built by hand (as conf/term/*.yaml builds them), for unit tests."""
+    from nst_research.nst import style_losses, terms
+    from nst_research.nst.objective import StyleTransferObjective
+
+    loss = {"gram": lambda: style_losses.GramStyleLoss(gram_normalization), "mean_std": style_losses.MeanStdStyleLoss,
+            "wasserstein": style_losses.WassersteinStyleLoss}[style_loss]()
+    return StyleTransferObjective(features, {
+        "content": terms.ContentTerm(list(content_layers), list(content_layers.values()), content_weight,
+                                     content_reduction, normalize_gradients),
+        "style": terms.StyleTerm(loss, list(style_layers), list(style_layers.values()), style_weight,
+                                 normalize_gradients),
+        "tv": terms.TVTerm(tv_weight),
+    })

@@ -9,9 +9,15 @@ import yaml
 from PIL import Image
 
 from nst_research.errors import UserInputError
-from nst_research.nst.run import run as run_style_transfer
-from nst_research.nst.run import summary
+from nst_research.nst.task import run as run_nst_task
+from nst_research.nst.task import summary
 from nst_research.tracking.compare import compare
+
+
+def run_style_transfer(cfg):
+    """Run the task; its results as results.json holds them."""
+    return run_nst_task(cfg).to_dict()
+
 
 SIZE, STEPS = 32, 4
 WEIGHTS = [1e4, 1e5, 1e6, 1e7]
@@ -23,8 +29,8 @@ STYLE_WEIGHTS = "style_weight=[" + ",".join(str(w) for w in WEIGHTS) + "]"
 def adam_sweep(tmp_path_factory, compose_at):
     """A batched Adam sweep of four style weights (W&B offline and CSV), and the four runs it stands for."""
     root = tmp_path_factory.mktemp("adam_sweep")
-    batched = run_style_transfer(compose_at(["optimizer=adam", *COMMON, "logger=wandb", "batch_sweep=true",
-                                             STYLE_WEIGHTS], root / "batch"))
+    batched = run_nst_task(compose_at(["optimizer=adam", *COMMON, "logger=wandb", "batch_sweep=true",
+                                       STYLE_WEIGHTS], root / "batch"))
     separate = [run_style_transfer(compose_at(["optimizer=adam", *COMMON, "logger=none", f"style_weight={w}"],
                                               root / f"separate_{i}")) for i, w in enumerate(WEIGHTS)]
     return root / "batch", batched, separate
@@ -33,6 +39,7 @@ def adam_sweep(tmp_path_factory, compose_at):
 def test_final_losses_agree_with_separate_runs(adam_sweep):
     """oneDNN picks its convolution algorithm by batch size, so the losses agree to about 1e-7, not bit for bit."""
     _, batched, separate = adam_sweep
+    batched = batched.to_dict()
     assert len(batched["runs"]) == len(separate) == len(WEIGHTS)
     for element, alone in zip(batched["runs"], separate):
         assert element["status"] == "completed" and element["steps"] == STEPS
@@ -69,7 +76,7 @@ def test_without_onednn_a_batch_is_bitwise_the_separate_runs(compose_at, tmp_pat
 def test_each_element_is_a_run_directory_of_its_own(adam_sweep):
     sweep_dir, batched, separate = adam_sweep
     groups, names = set(), []
-    for b, (weight, results) in enumerate(zip(WEIGHTS, batched["runs"])):
+    for b, (weight, results) in enumerate(zip(WEIGHTS, batched.to_dict()["runs"])):
         run_dir = sweep_dir / str(b)
         assert json.loads((run_dir / "results.json").read_text()) == results
         assert set(results) == set(separate[b])

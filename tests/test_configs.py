@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from nst_research.features import VGGFeatures
 from nst_research.features.layers import check_layers
 from nst_research.nst.images import resolve_image
-from nst_research.nst.objective import layer_weights
+from nst_research.nst.terms import pair_layer_weights
 from nst_research.tracking.loggers import instantiate_loggers
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -115,8 +115,8 @@ def test_trainer_instantiates(compose_cfg, option, tmp_path):
 @pytest.mark.parametrize("option", sorted(o for g, o in OPTIONS if g == "layers"))
 def test_layer_presets_name_real_layers(compose_cfg, option):
     cfg = compose_cfg([f"layers={option}"])
-    content = layer_weights("content", cfg.layers.content, cfg.layers.content_weights)
-    style = layer_weights("style", cfg.layers.style, cfg.layers.style_weights)
+    content = pair_layer_weights("content", cfg.layers.content, cfg.layers.content_weights)
+    style = pair_layer_weights("style", cfg.layers.style, cfg.layers.style_weights)
     assert content and style
     check_layers("vgg19", [*content, *style])
     assert all(w > 0 for w in [*content.values(), *style.values()])

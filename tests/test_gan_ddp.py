@@ -9,11 +9,17 @@ import torch
 from ddp_probe import fingerprint
 from hydra.utils import instantiate
 
-from nst_research.app import check_one_device
 from nst_research.data.mnist5k import load_mnist5k
 from nst_research.errors import UserInputError
-from nst_research.gan.run import check_launch
-from nst_research.gan.run import run as run_gan
+from nst_research.gan.task import check_launch
+from nst_research.gan.task import run as run_gan_task
+from nst_research.nst.task import check_one_device
+
+
+def run_gan(cfg):
+    """Run the task; its results as results.json holds them."""
+    return run_gan_task(cfg).to_dict()
+
 
 BATCHES, BATCH_SIZE = 3, 64
 TINY = ["task=gan", "gan=fc", "trainer.max_epochs=1", f"+trainer.limit_train_batches={BATCHES}", "metric.samples=64",

@@ -9,7 +9,13 @@ from PIL import Image
 
 from nst_research.errors import UserInputError
 from nst_research.gan.module import GANModule
-from nst_research.gan.run import run as run_gan
+from nst_research.gan.task import run as run_gan_task
+
+
+def run_gan(cfg):
+    """Run the task; its results as results.json holds them."""
+    return run_gan_task(cfg).to_dict()
+
 
 EPOCHS, BATCHES = 2, 4
 

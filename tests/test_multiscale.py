@@ -11,7 +11,13 @@ from PIL import Image
 from nst_research.errors import UserInputError
 from nst_research.nst.averaging import IterateAverage
 from nst_research.nst.multiscale import scale_sizes, scale_steps, upsample
-from nst_research.nst.run import run as run_style_transfer
+from nst_research.nst.task import run as run_nst_task
+
+
+def run_style_transfer(cfg):
+    """Run the task; its results as results.json holds them."""
+    return run_nst_task(cfg).to_dict()
+
 
 SQRT2 = math.sqrt(2)
 

@@ -17,7 +17,13 @@ from PIL import Image
 from nst_research.errors import RunDiverged, UserInputError
 from nst_research.nst.images import load_image, load_mask
 from nst_research.nst.module import StyleTransferModule
-from nst_research.nst.run import run as run_style_transfer
+from nst_research.nst.task import run as run_nst_task
+
+
+def run_style_transfer(cfg):
+    """Run the task; its results as results.json holds them."""
+    return run_nst_task(cfg).to_dict()
+
 
 REPO = Path(__file__).resolve().parents[1]
 

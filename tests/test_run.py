@@ -12,7 +12,13 @@ import yaml
 from PIL import Image
 
 from nst_research.errors import UserInputError
-from nst_research.nst.run import run as run_style_transfer
+from nst_research.nst.task import run as run_nst_task
+
+
+def run_style_transfer(cfg):
+    """Run the task; its results as results.json holds them."""
+    return run_nst_task(cfg).to_dict()
+
 
 OPTIMIZERS = ["lbfgs", "adam", "sgd"]
 ITERATIONS = 15

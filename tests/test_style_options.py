@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import gatys_objective
 from PIL import Image
 from torchvision.transforms import functional as TF
 
@@ -9,9 +10,14 @@ from nst_research.errors import UserInputError
 from nst_research.features import VGGFeatures
 from nst_research.nst.images import load_image
 from nst_research.nst.losses import gram_matrix
-from nst_research.nst.objective import StyleTransferObjective
-from nst_research.nst.run import run as run_style_transfer
 from nst_research.nst.styles import blend_weights, style_list
+from nst_research.nst.task import run as run_nst_task
+
+
+def run_style_transfer(cfg):
+    """Run the task; its results as results.json holds them."""
+    return run_nst_task(cfg).to_dict()
+
 
 STYLES = ["coffee", "hubble"]
 
@@ -38,14 +44,14 @@ def test_style_list():
 @pytest.mark.parametrize("style_loss", ["gram", "mean_std", "wasserstein"])
 def test_blended_targets_are_the_weighted_mean_of_each_styles_statistics(style_loss):
     features = VGGFeatures(["relu1_1", "relu2_1"])
-    objective = StyleTransferObjective(features, {"relu2_1": 1.0}, {"relu1_1": 0.5, "relu2_1": 0.5},
-                                       style_loss=style_loss)
+    objective = gatys_objective(features, {"relu2_1": 1.0}, {"relu1_1": 0.5, "relu2_1": 0.5}, style_loss=style_loss)
     content, style_a, style_b = (load_image(name, 32) for name in ["cat", *STYLES])
     style_b = TF.resize(style_b, list(style_a.shape[-2:]), antialias=True)
     objective.set_targets(content, [style_a, style_b], [0.7, 0.3])
-    blended = objective.style_targets["relu2_1"].as_dict()
-    stats_a = objective.style_loss.statistics(features(style_a)["relu2_1"])
-    stats_b = objective.style_loss.statistics(features(style_b)["relu2_1"])
+    style_term = objective.terms["style"]
+    blended = style_term.regions[0]["relu2_1"].as_dict()
+    stats_a = style_term.loss.statistics(features(style_a)["relu2_1"])
+    stats_b = style_term.loss.statistics(features(style_b)["relu2_1"])
     for key in stats_a:
         expected = 0.7 * stats_a[key] + 0.3 * stats_b[key]
         assert torch.allclose(blended[key].double(), expected.double(), rtol=1e-4, atol=1e-6), key
@@ -169,7 +175,7 @@ def test_unknown_preserve_color_is_a_clear_error(compose_cfg, tmp_path):
 # ---------------------------------------------------------------- per-layer weights and gradient normalisation
 
 def test_layer_weights_lists():
-    from nst_research.nst.objective import layer_weights
+    from nst_research.nst.terms import pair_layer_weights as layer_weights
 
     assert layer_weights("style", ["relu1_1", "relu2_1"], [0.7, 0.3]) == {"relu1_1": 0.7, "relu2_1": 0.3}
     assert layer_weights("style", ["relu1_1", "relu2_1"], None) == {"relu1_1": 0.5, "relu2_1": 0.5}
@@ -178,7 +184,7 @@ def test_layer_weights_lists():
 
 
 def test_normalize_gradient_rescales_the_gradient_to_its_strength():
-    from nst_research.nst.objective import NormalizeGradient
+    from nst_research.nst.terms import NormalizeGradient
 
     x = torch.randn(1, 4, 5, 5, requires_grad=True)
     (NormalizeGradient.apply(x, 3.0) * torch.randn(1, 4, 5, 5) * 1000).sum().backward()
@@ -190,8 +196,8 @@ def test_normalized_gradients_change_the_gradient_not_the_losses():
     content, style = load_image("cat", 32), load_image("coffee", 32)
     grads, losses = {}, {}
     for normalize in (False, True):
-        objective = StyleTransferObjective(features, {"relu2_1": 1.0}, {"relu1_1": 0.5, "relu2_1": 0.5},
-                                           normalize_gradients=normalize)
+        objective = gatys_objective(features, {"relu2_1": 1.0}, {"relu1_1": 0.5, "relu2_1": 0.5},
+                                    normalize_gradients=normalize)
         objective.set_targets(content, [style], [1.0])
         image = torch.rand_like(content, generator=torch.Generator().manual_seed(0)).requires_grad_()
         out = objective(image)

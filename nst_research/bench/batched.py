@@ -1,6 +1,6 @@
 """The `batched` benchmark section: a batched sweep of four style weights (`batch_sweep=true`) against the
 same four runs one after another, as a multirun with the basic launcher runs them (Adam, same size and
-steps, through `nst_research.nst.run.run`, CSV logging). The batch and the four runs each go in a fresh
+steps, through `nst_research.nst.task.run`, CSV logging). The batch and the four runs each go in a fresh
 process. Times are wall times of the whole runs: loading the network and images, writing the run
 directories, and optimising (the batch shares all three)."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from nst_research.bench.measure import in_fresh_process
 from nst_research.bench.nst import nst_config
-from nst_research.nst.run import run
+from nst_research.nst.task import run
 
 WEIGHTS = [1e4, 1e5, 1e6, 1e7]
 

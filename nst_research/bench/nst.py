@@ -1,7 +1,7 @@
 """The style-transfer benchmark sections.
 
 `nst`: median step time and peak memory at each size, for L-BFGS and Adam, twice: through the
-framework (`nst_research.nst.run.run`: Lightning, logging to CSV every step, clamping, divergence
+framework (`nst_research.nst.task.run`: Lightning, logging to CSV every step, clamping, divergence
 checks) and as a minimal plain-PyTorch loop over the same objective and optimizer. Their ratio is
 the framework's overhead, measured in the same run.
 
@@ -32,7 +32,7 @@ from nst_research.bench.measure import (
 )
 from nst_research.bench.trace import read_trace
 from nst_research.nst.inputs import prepare_inputs
-from nst_research.nst.run import build_objective, run
+from nst_research.nst.task import build_objective, run
 
 OPTIMIZERS = ["lbfgs", "adam"]
 # size: (rounds, warm-up steps, timed steps). Framework and plain loop alternate, one fresh process per

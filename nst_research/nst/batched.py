@@ -3,43 +3,33 @@
 `python scripts/run.py batch_sweep=true optimizer=adam style_weight=[1e4,1e5,1e6,1e7]` optimises
 four images as one (4, 3, H, W) parameter: one forward and one backward of the feature network per
 step serve all four. `style_weight`, `content_weight`, `tv_weight` and `seed` may be lists (of equal
-lengths, or of one value). Element b is a run of its own in `<run dir>/<b>/`, laid out like a single
-run's directory, with its own loggers (one W&B run each, grouped and named like a multirun's jobs),
-so that `scripts/compare.py <run dir>` compares the elements as the jobs of a sweep.
+lengths, or of one value). Element b is a run of its own in `<run dir>/<b>/`, with its own
+`RunLifecycle` (config.yaml, loggers, results.json; one W&B run each, grouped and named like a
+multirun's jobs), so that `scripts/compare.py <run dir>` compares the elements as the jobs of a sweep.
 
 Adam and SGD only: they update each pixel from its own gradient, and each element's loss depends
 on its own pixels only, so the batch computes what separate runs would. L-BFGS couples the elements
 through its line search and history.
 """
 
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+import yaml
 from torch import Tensor
 
 from nst_research.errors import RunDiverged, UserInputError
 from nst_research.nst.images import save_image
-from nst_research.nst.inputs import prepare_inputs
+from nst_research.nst.inputs import StyleTransferInputs
 from nst_research.nst.module import StyleTransferModule
-from nst_research.nst.run import (
-    BATCH_KEYS,
-    allow_tf32,
-    build_objective,
-    check_run_settings,
-    divergence_hint,
-    results_record,
-    start_run_dir,
-)
-from nst_research.tracking.loggers import finish_loggers
-from nst_research.tracking.results import write_results
-from nst_research.tracking.sweep import sweep_group, with_sweep_job
+from nst_research.nst.objective import StyleTransferObjective
+from nst_research.nst.results import BatchedResults, ScaleRecord, StyleTransferResults
+from nst_research.tracking.lifecycle import RunLifecycle
 
 ELEMENTWISE_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.SGD")
 WEIGHT_KEYS = ("content_weight", "style_weight", "tv_weight")
@@ -47,63 +37,43 @@ WEIGHT_KEYS = ("content_weight", "style_weight", "tv_weight")
 
 @dataclass
 class Element:
-    """One run of a batched sweep: its config (scalar values, its own output_dir), name and loggers."""
+    """One run of a batched sweep: its name, directory, resolved config, logger nodes and divergence hint."""
 
-    cfg: DictConfig
     name: str
-    loggers: list[Logger] = field(default_factory=list)
+    output_dir: Path
+    overrides: list[str]
+    config: dict[str, Any]
+    loggers: Mapping[str, Any] | None
+    seed: int
+    hint: Callable[[int], str]
+    run: RunLifecycle | None = None
 
-    @property
-    def output_dir(self) -> Path:
-        return Path(self.cfg.output_dir)
 
-
-def check_batchable(cfg: DictConfig) -> None:
+def check_batchable(optimizer: str, sweep: bool, random_weights: bool, options: dict[str, Any],
+                    seeds: list[int] | None = None) -> None:
     """Refuse, in one line each, what a batched sweep does not do."""
-    if cfg.optimizer._target_ not in ELEMENTWISE_OPTIMIZERS:
-        raise UserInputError(f"batch_sweep=true supports optimizer=adam or sgd, not {cfg.optimizer._target_}: "
+    if optimizer not in ELEMENTWISE_OPTIMIZERS:
+        raise UserInputError(f"batch_sweep=true supports optimizer=adam or sgd, not {optimizer}: "
                              "L-BFGS couples the images through its line search and history; sweep it with -m")
-    if cfg.get("sweep"):
+    if sweep:
         raise UserInputError("batch_sweep=true is a sweep in one run (one run directory per element): start it without -m")
-    unsupported = {"multiscale.min_size": cfg.multiscale.min_size, "resume": cfg.get("resume"), "compile": cfg.get("compile")}
-    for key, value in unsupported.items():
+    for key, value in options.items():
         if value:
             raise UserInputError(f"batch_sweep=true does not support {key}={value}; drop it, or sweep with -m instead")
-    if cfg.model.get("weights") == "random" and isinstance(cfg.seed, ListConfig) and len(set(cfg.seed)) > 1:
-        raise UserInputError(f"batch_sweep=true with random network weights and seed={list(cfg.seed)}: the batch shares "
+    if random_weights and seeds is not None and len(set(seeds)) > 1:
+        raise UserInputError(f"batch_sweep=true with random network weights and seed={seeds}: the batch shares "
                              "one network, so the seeds would not each draw their own; sweep the seeds with -m instead")
 
 
-def batch_values(cfg: DictConfig) -> dict[str, list[Any]]:
+def batch_values(values: dict[str, Any]) -> dict[str, list[Any]]:
     """Each batched key's value per element: lists of equal length; one value (or a one-value list) is shared."""
-    values = {key: list(cfg[key]) if isinstance(cfg[key], ListConfig) else [cfg[key]] for key in BATCH_KEYS}
-    size = max(len(v) for v in values.values())
-    if any(len(v) not in (1, size) for v in values.values()):
-        lengths = ", ".join(f"{key} has {len(v)}" for key, v in values.items() if isinstance(cfg[key], ListConfig))
+    lists = {key: list(v) if isinstance(v, list | tuple) else [v] for key, v in values.items()}
+    size = max(len(v) for v in lists.values())
+    if any(len(v) not in (1, size) for v in lists.values()):
+        lengths = ", ".join(f"{key} has {len(lists[key])}" for key, v in values.items() if isinstance(v, list | tuple))
         raise UserInputError(f"batch_sweep=true needs lists of equal length, but {lengths} values; "
-                             f"give each of {', '.join(BATCH_KEYS)} the same number of values, or one")
-    return {key: v * size if len(v) == 1 else v for key, v in values.items()}
-
-
-def element_configs(cfg: DictConfig, values: dict[str, list[Any]]) -> list[Element]:
-    """One scalar config per element, writing into `<run dir>/<b>`, recorded and named (in W&B) as a sweep job
-    by the values that vary (`style_weight=10000.0`)."""
-    output_dir = Path(cfg.output_dir)
-    listed = [key for key in BATCH_KEYS if isinstance(cfg[key], ListConfig)]
-    varying = [key for key in listed if len(cfg[key]) > 1]
-    elements = []
-    for b in range(len(values["seed"])):
-        element = OmegaConf.merge(cfg, {**{key: values[key][b] for key in BATCH_KEYS},
-                                        "batch_sweep": False, "output_dir": str(output_dir / str(b))})
-        overrides = [f"{key}={values[key][b]}" for key in listed]
-        name = ",".join(f"{key}={values[key][b]}" for key in varying) or f"job {b}"
-        with_sweep_job(element, {"dir": str(output_dir), "group": sweep_group(output_dir), "job": b, "name": name,
-                                 "overrides": overrides})
-        if "wandb" in (element.get("logger") or {}):
-            with open_dict(element):
-                element.logger.wandb.reinit = "create_new"  # the batch's W&B runs are open at the same time
-        elements.append(Element(element, name))
-    return elements
+                             f"give each of {', '.join(values)} the same number of values, or one")
+    return {key: v * size if len(v) == 1 else v for key, v in lists.items()}
 
 
 class BatchedStyleTransferModule(StyleTransferModule):
@@ -141,7 +111,7 @@ class BatchedStyleTransferModule(StyleTransferModule):
         for element, terms in zip(self.elements, self.latest):
             values = torch.stack([v.detach() for v in terms.values()]).tolist()
             metrics = {**{f"loss/{k}": v for k, v in zip(terms, values)}, **counters}
-            for logger in element.loggers:
+            for logger in element.run.loggers:
                 logger.log_metrics(metrics, step=self.run_step)
 
     def save_intermediate(self, step: int) -> None:
@@ -151,7 +121,7 @@ class BatchedStyleTransferModule(StyleTransferModule):
 
     def log_image(self, key: str, step: int) -> None:
         for image, element in zip(self.output_image().cpu(), self.elements):
-            for logger in element.loggers:
+            for logger in element.run.loggers:
                 if hasattr(logger, "log_image"):
                     logger.log_image(key=key, images=[image], step=step)
 
@@ -160,94 +130,69 @@ class BatchedStyleTransferModule(StyleTransferModule):
         return [b for b, terms in enumerate(self.latest) if not torch.isfinite(terms["total"])]
 
 
-def run_batched(cfg: DictConfig) -> dict[str, Any]:
-    """Run a batched sweep; write each element's run directory. Returns the elements' results (`runs`), their
-    names and the sweep's directory. Every input is checked before anything is written."""
-    check_batchable(cfg)
-    values = batch_values(cfg)
-    elements = element_configs(cfg, values)
-    for element in elements:
-        check_run_settings(element.cfg)
-    pl.seed_everything(elements[0].cfg.seed, workers=True, verbose=False)
-    inputs = [prepare_inputs(element.cfg) for element in elements]  # the same but for `init` (seeds)
+def run(elements: list[Element], inputs: list[StyleTransferInputs], objective: StyleTransferObjective,
+        optimizer: Callable, trainer: pl.Trainer, *, iterations: int, output_dir: Path,
+        **module_options: Any) -> BatchedResults:
+    """Run a batched sweep; each element is a run with its own lifecycle and directory. `inputs` are the
+    elements' (the same but for the start image, which depends on the seed)."""
     shared = inputs[0]
-    objective = build_objective(OmegaConf.merge(cfg, {key: values[key] for key in WEIGHT_KEYS}))  # one per element
-    for image in (shared.content, *shared.styles):
-        objective.features.check_size(image)
-    optimizer = instantiate(cfg.optimizer)
-    allow_tf32(True)
-
-    for element in elements:
-        element.loggers = start_run_dir(element.cfg, shared)
-        (element.output_dir / ".hydra").mkdir()  # what compare.py labels the run by, as for a multirun's job
-        OmegaConf.save(element.cfg.sweep.overrides, element.output_dir / ".hydra" / "overrides.yaml")
-    module: BatchedStyleTransferModule | None = None
-    start = time.perf_counter()
-    statuses, errors = ["failed"] * len(elements), [None] * len(elements)
-    try:
-        module = BatchedStyleTransferModule(
-            objective, shared.content, shared.styles, shared.blend, torch.cat([x.init for x in inputs]), optimizer,
-            iterations=cfg.iterations, save_every=cfg.save_every, output_dir=Path(cfg.output_dir),
-            chroma=None if shared.chroma is None else torch.cat([x.chroma for x in inputs]), masks=shared.masks,
-            ema_decay=cfg.ema_decay, elements=elements)
-        trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, default_root_dir=cfg.output_dir)
-        trainer.fit(module)
-        statuses = ["completed"] * len(elements)
-    except (KeyboardInterrupt, SystemExit):
-        statuses = ["interrupted"] * len(elements)
-        raise
-    except RunDiverged as diverged:
-        statuses, errors = divergence(module, elements, diverged.step)
-        first = next(b for b, status in enumerate(statuses) if status == "diverged")
-        raise RunDiverged(f"{elements[first].name}: {errors[first]} ({statuses.count('diverged')} of "
-                          f"{len(elements)} diverged; the batch stopped)", diverged.step) from None
-    finally:
-        runs = save_outcomes(module, elements, statuses, errors, time.perf_counter() - start)
-    return {"task": "nst", "status": "completed", "result": ".", "directory": cfg.output_dir, "runs": runs,
-            "names": [element.name for element in elements]}
+    module = BatchedStyleTransferModule(
+        objective, shared.content, shared.styles, shared.blend, torch.cat([x.init for x in inputs]), optimizer,
+        iterations=iterations, output_dir=output_dir,
+        chroma=None if shared.chroma is None else torch.cat([x.chroma for x in inputs]), masks=shared.masks,
+        elements=elements, **module_options)
+    with ExitStack() as stack:
+        for b, element in enumerate(elements):
+            element.run = stack.enter_context(RunLifecycle(element.output_dir, element.config, element.loggers,
+                                                           task="nst"))
+            element.run.on_finish(partial_outcome(module, elements, b))
+            save_image(shared.content, element.output_dir / "content.png")
+            for i, style in enumerate(shared.styles):
+                save_image(style, element.output_dir / ("style.png" if len(shared.styles) == 1 else f"style_{i}.png"))
+            (element.output_dir / ".hydra").mkdir(exist_ok=True)  # what compare.py labels the run by
+            (element.output_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(element.overrides))
+        trainer.loggers = []
+        try:
+            trainer.fit(module)
+        except RunDiverged as diverged:
+            bad = module.diverged()
+            first = elements[bad[0]] if bad else elements[0]
+            raise RunDiverged(f"{first.name}: the total loss diverged at step {diverged.step}; "
+                              f"{first.hint(diverged.step)} ({len(bad)} of {len(elements)} diverged; the batch "
+                              "stopped)", diverged.step) from None
+    return BatchedResults(status="completed", result=".", directory=str(output_dir),
+                          names=[e.name for e in elements], runs=[e.run.results for e in elements])
 
 
-def divergence(module: BatchedStyleTransferModule, elements: list[Element],
-               step: int) -> tuple[list[str], list[str | None]]:
-    """Each element's status and error when the batch's loss stopped being finite: `diverged` for those
-    whose own loss did, `failed` (stopped with the batch) for the others."""
-    bad = module.diverged()
-    statuses, errors = [], []
-    for b, element in enumerate(elements):
-        if b in bad:
-            statuses.append("diverged")
-            errors.append(f"the total loss became {module.latest[b]['total'].item()} at step {step}; "
-                          f"{divergence_hint(element.cfg, step)}; the last finite image is in "
-                          f"{element.output_dir}/result.png")
-        else:
-            statuses.append("failed")
-            errors.append(f"stopped at step {step} with its batch: {', '.join(elements[d].name for d in bad)} diverged")
-    return statuses, errors
+def partial_outcome(module: BatchedStyleTransferModule, elements: list[Element],
+                    b: int) -> Callable[[str, str | None], StyleTransferResults]:
+    """Element b's `on_finish`: its image as it stands and its results; when the batch diverged, `diverged`
+    for an element whose own loss did and `failed` (stopped with its batch) for the others."""
 
-
-def save_outcomes(module: BatchedStyleTransferModule | None, elements: list[Element], statuses: list[str],
-                  errors: list[str | None], wall_time: float) -> list[dict[str, Any]]:
-    """Each element's image as it stands (finished or not), final losses (to its loggers) and results.json,
-    as a single run's; end the loggers. `wall_time` is the batch's."""
-    scales: list[list[dict[str, Any]]] = [[] for _ in elements]
-    try:
-        if module is not None and module.initial_elements:  # it started: its images are the runs' latest
+    def finish(status: str, error: str | None) -> StyleTransferResults:
+        element = elements[b]
+        if status == "diverged":
+            bad = module.diverged()
+            if b in bad:
+                error = (f"the total loss became {module.latest[b]['total'].item()} at step {module.run_step}; "
+                         f"{element.hint(module.run_step)}; the last finite image is in {element.output_dir}/result.png")
+            else:
+                status = "failed"
+                error = (f"stopped at step {module.run_step} with its batch: "
+                         f"{', '.join(elements[d].name for d in bad)} diverged")
+        scales = []
+        if module.initial_elements:  # it started: its image is the run's latest
+            final = module.evaluate_elements()[b]
             size, step = list(module.image.shape[-2:]), module.run_step
-            module.log_image("result", step)
-            for b, (element, image, final) in enumerate(zip(elements, module.output_image(),
-                                                              module.evaluate_elements())):
-                scales[b].append({"image_size": size, "steps": module.scale_steps,
-                                  "loss_evaluations": module.loss_evaluations,
-                                  "initial_losses": module.initial_elements[b], "final_losses": final})
-                save_image(image, element.output_dir / "result.png")
-                for logger in element.loggers:
-                    logger.log_metrics({f"scale/{max(size)}px/{k}": v for k, v in final.items()}, step=step)
-                    logger.log_metrics({f"final/{k}": v for k, v in final.items()}, step=step)
-    finally:
-        for element, status in zip(elements, statuses):
-            finish_loggers(element.loggers, "success" if status == "completed" else "failed")
-    runs = []
-    for element, status, error, records in zip(elements, statuses, errors, scales):
-        runs.append(results_record(status, records, wall_time, element.cfg.seed, module, error))
-        write_results(element.output_dir / "results.json", runs[-1])
-    return runs
+            scales.append(ScaleRecord(image_size=size, steps=module.scale_steps,
+                                      loss_evaluations=module.loss_evaluations,
+                                      initial_losses=module.initial_elements[b], final_losses=final))
+            save_image(module.output_image()[b], element.output_dir / "result.png")
+            for logger in element.run.loggers:
+                if hasattr(logger, "log_image"):
+                    logger.log_image(key="result", images=[module.output_image()[b].cpu()], step=step)
+                logger.log_metrics({f"scale/{max(size)}px/{k}": v for k, v in final.items()}, step=step)
+                logger.log_metrics({f"final/{k}": v for k, v in final.items()}, step=step)
+        return StyleTransferResults.of(status, scales, element.seed, str(module.device), error)
+
+    return finish

@@ -1,9 +1,9 @@
-"""Everything a style transfer optimises against, read and checked from the config before any output."""
+"""Everything a style transfer optimises against, loaded and checked before any output is written."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
 from nst_research.errors import UserInputError
@@ -22,26 +22,31 @@ class StyleTransferInputs:
     init: Tensor
 
 
-def prepare_inputs(cfg: DictConfig) -> StyleTransferInputs:
-    """Load content, styles and masks at the run's sizes, apply colour preservation, make the start image."""
-    content = load_image(cfg.content, cfg.image_size, cfg.max_megapixels)
-    style_size = round(cfg.image_size * cfg.style_scale)
-    if not cfg.style_scale > 0 or style_size < MIN_IMAGE_SIZE:
-        raise UserInputError(f"style_scale={cfg.style_scale} gives style images of {style_size} px; "
+def prepare_inputs(content: str, style: str | Sequence[str], image_size: int, *, style_scale: float = 1.0,
+                   masks: str | Sequence[str] | None = None, style_blend: Sequence[float] | None = None,
+                   preserve_color: str = "none", init: str = "content", seed: int = 0,
+                   max_megapixels: float = 100.0) -> StyleTransferInputs:
+    """Load content, styles and masks at `image_size`, apply colour preservation, make the start image.
+    The arguments are the config keys of the same names."""
+    content_image = load_image(content, image_size, max_megapixels)
+    style_size = round(image_size * style_scale)
+    if not style_scale > 0 or style_size < MIN_IMAGE_SIZE:
+        raise UserInputError(f"style_scale={style_scale} gives style images of {style_size} px; "
                              f"use a style_scale that keeps them >= {MIN_IMAGE_SIZE} px")
-    styles = [load_image(spec, style_size, cfg.max_megapixels) for spec in style_list(cfg.style)]
-    mask_specs = check_masks(cfg.masks, len(styles), cfg.style_blend)
-    blend = blend_weights(len(styles), cfg.style_blend)
-    masks = None if mask_specs is None else [load_mask(spec, tuple(content.shape[-2:]), cfg.max_megapixels) for spec in mask_specs]
-    check_preserve_color(cfg.preserve_color)
+    styles = [load_image(spec, style_size, max_megapixels) for spec in style_list(style)]
+    mask_specs = check_masks(masks, len(styles), style_blend)
+    blend = blend_weights(len(styles), style_blend)
+    size = tuple(content_image.shape[-2:])
+    mask_images = None if mask_specs is None else [load_mask(spec, size, max_megapixels) for spec in mask_specs]
+    check_preserve_color(preserve_color)
     chroma = None
-    if cfg.preserve_color == "histogram":
-        styles = [match_color(style, content).clamp(0, 1) for style in styles]
-    elif cfg.preserve_color == "luminance":
-        chroma = content
-        styles = [match_luminance(style, content) for style in styles]
-        content = luminance(content)
-    init = initial_image(cfg.init, content, styles[0], torch.Generator().manual_seed(cfg.seed), cfg.max_megapixels)
+    if preserve_color == "histogram":
+        styles = [match_color(image, content_image).clamp(0, 1) for image in styles]
+    elif preserve_color == "luminance":
+        chroma = content_image
+        styles = [match_luminance(image, content_image) for image in styles]
+        content_image = luminance(content_image)
+    start = initial_image(init, content_image, styles[0], torch.Generator().manual_seed(seed), max_megapixels)
     if chroma is not None:
-        init = luminance(init)
-    return StyleTransferInputs(content, styles, blend, masks, chroma, init)
+        start = luminance(start)
+    return StyleTransferInputs(content_image, styles, blend, mask_images, chroma, start)

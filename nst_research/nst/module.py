@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import lightning.pytorch as pl
 import torch
@@ -15,7 +15,21 @@ from nst_research.errors import RunDiverged
 from nst_research.nst.averaging import IterateAverage
 from nst_research.nst.color import with_chroma
 from nst_research.nst.images import save_image
-from nst_research.nst.objective import StyleTransferObjective, Targets
+from nst_research.nst.objective import StyleTransferObjective
+from nst_research.nst.terms import Buffers
+
+
+class StyleTransferCheckpoint(TypedDict):
+    """checkpoint.pt: what `resume` needs to continue a scale where the run stopped."""
+
+    scale: int                         # which scale of the run's schedule
+    scale_steps: int                   # steps taken at that scale
+    run_step: int                      # steps taken in the whole run
+    image: Tensor                      # the image being optimised (CPU)
+    loss_evaluations: int
+    initial_losses: dict[str, float]
+    optimizer: dict[str, Any] | None   # Adam's or SGD's state; None for L-BFGS (its history is rebuilt)
+    average: dict[str, Tensor] | None  # the iterate average's state, with ema_decay
 
 
 class StyleTransferModule(pl.LightningModule):
@@ -44,14 +58,14 @@ class StyleTransferModule(pl.LightningModule):
                  optimizer: Callable[[list[nn.Parameter]], Optimizer], iterations: int,
                  save_every: int, output_dir: Path, chroma: Tensor | None = None,
                  masks: list[Tensor] | None = None, step_offset: int = 0, ema_decay: float | None = None,
-                 scale: int = 0, resume: dict[str, Any] | None = None):
+                 scale: int = 0, resume: StyleTransferCheckpoint | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.objective = objective
         self.register_buffer("content", content, persistent=False)
-        self.styles = Targets({f"style_{i}": style for i, style in enumerate(styles)})  # buffers: moved, not trained
+        self.styles = Buffers({f"style_{i}": style for i, style in enumerate(styles)})  # buffers: moved, not trained
         self.blend = blend
-        self.masks = None if masks is None else Targets({f"mask_{i}": mask for i, mask in enumerate(masks)})
+        self.masks = None if masks is None else Buffers({f"mask_{i}": mask for i, mask in enumerate(masks)})
         self.image = nn.Parameter(init.contiguous())  # L-BFGS flattens gradients with view(-1)
         self.optimizer_factory, self.iterations = optimizer, iterations
         self.save_every, self.output_dir = save_every, Path(output_dir)
@@ -176,17 +190,17 @@ class StyleTransferModule(pl.LightningModule):
             self.save_checkpoint()
             self.log_image("image", step)
 
-    def checkpoint_state(self) -> dict[str, Any]:
+    def checkpoint_state(self) -> StyleTransferCheckpoint:
         """What `resume` needs to continue this scale. L-BFGS's history (hundreds of image-sized
         vectors) is left out: a resumed L-BFGS rebuilds it within a few steps."""
         optimizer = self.optimizers().optimizer if self._trainer is not None else None
-        return {
-            "scale": self.scale, "scale_steps": self.scale_steps, "run_step": self.run_step,
-            "image": self.image.detach().cpu(), "loss_evaluations": self.loss_evaluations,
-            "initial_losses": self.initial_losses,
-            "optimizer": None if optimizer is None or isinstance(optimizer, LBFGS) else optimizer.state_dict(),
-            "average": None if self.average is None else self.average.state_dict(),
-        }
+        return StyleTransferCheckpoint(
+            scale=self.scale, scale_steps=self.scale_steps, run_step=self.run_step,
+            image=self.image.detach().cpu(), loss_evaluations=self.loss_evaluations,
+            initial_losses=self.initial_losses,
+            optimizer=None if optimizer is None or isinstance(optimizer, LBFGS) else optimizer.state_dict(),
+            average=None if self.average is None else self.average.state_dict(),
+        )
 
     def save_checkpoint(self) -> None:
         state = self.checkpoint_state()

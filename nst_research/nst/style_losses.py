@@ -1,9 +1,9 @@
-"""Style losses chosen by name (`style_loss=gram|mean_std|wasserstein`).
+"""Style losses of one layer's features, each a `_target_` node in `conf/style_loss/`.
 
-Each reduces style features to statistics that can be averaged (so several styles blend by a
-weighted mean of their statistics), turns those into targets once, and then gives the loss of
-new features against the targets, optionally within a region given by a mask. The loss values have different scales, so each needs
-its own `style_weight`.
+`style_loss=gram|mean_std|wasserstein` picks one. Each reduces style features to statistics,
+blends several styles' statistics (a weighted mean by default), turns them into targets once, and
+then gives the loss of new features against the targets, optionally within a region given by a
+mask. The loss values have different scales, so each needs its own `style_weight`.
 """
 
 from collections.abc import Mapping, Sequence
@@ -23,7 +23,27 @@ from nst_research.nst.losses import (
 )
 
 
-class GramStyleLoss:
+class StyleLoss:
+    """The interface `StyleTerm` uses; a new style loss subclasses it and has a YAML in conf/style_loss/."""
+
+    def statistics(self, features: Tensor) -> dict[str, Tensor]:
+        """What the loss keeps of a style image's features at one layer."""
+        raise NotImplementedError
+
+    def blend(self, statistics: Sequence[dict[str, Tensor]], weights: Sequence[float]) -> dict[str, Tensor]:
+        """Several styles' statistics as one (`style_blend`): their weighted mean (weights summing to 1)."""
+        return {key: sum(w * s[key] for s, w in zip(statistics, weights, strict=True)) for key in statistics[0]}
+
+    def targets(self, statistics: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The tensors `__call__` compares with, computed once from the (blended) statistics."""
+        return statistics
+
+    def __call__(self, features: Tensor, targets: Mapping[str, Tensor], mask: Tensor | None = None) -> Tensor:
+        """The loss of `features` (B, C, H, W) against `targets`, within `mask` (1, 1, H, W) if given."""
+        raise NotImplementedError
+
+
+class GramStyleLoss(StyleLoss):
     """Gatys et al.: mean squared error between Gram matrices."""
 
     def __init__(self, normalization: str = "chw"):
@@ -34,28 +54,22 @@ class GramStyleLoss:
     def statistics(self, features: Tensor) -> dict[str, Tensor]:
         return {"gram": gram_matrix(features, self.normalization)}
 
-    def targets(self, statistics: dict[str, Tensor]) -> dict[str, Tensor]:
-        return statistics
-
     def __call__(self, features: Tensor, targets: Mapping[str, Tensor], mask: Tensor | None = None) -> Tensor:
         return gram_loss(features, targets["gram"], self.normalization, mask)
 
 
-class MeanStdStyleLoss:
+class MeanStdStyleLoss(StyleLoss):
     """Per-channel mean and standard deviation matching."""
 
     def statistics(self, features: Tensor) -> dict[str, Tensor]:
         mean, std = mean_std(features)
         return {"mean": mean, "std": std}
 
-    def targets(self, statistics: dict[str, Tensor]) -> dict[str, Tensor]:
-        return statistics
-
     def __call__(self, features: Tensor, targets: Mapping[str, Tensor], mask: Tensor | None = None) -> Tensor:
         return mean_std_loss(features, targets["mean"], targets["std"], mask)
 
 
-class WassersteinStyleLoss:
+class WassersteinStyleLoss(StyleLoss):
     """2-Wasserstein distance between Gaussian fits (mean and covariance) of the features."""
 
     def statistics(self, features: Tensor) -> dict[str, Tensor]:
@@ -68,21 +82,3 @@ class WassersteinStyleLoss:
 
     def __call__(self, features: Tensor, targets: Mapping[str, Tensor], mask: Tensor | None = None) -> Tensor:
         return wasserstein2_loss(features, targets["mean"], targets["cov"], targets["cov_sqrt"], mask=mask)
-
-
-STYLE_LOSSES = ("gram", "mean_std", "wasserstein")
-
-
-def make_style_loss(name: str, gram_normalization: str = "chw") -> GramStyleLoss | MeanStdStyleLoss | WassersteinStyleLoss:
-    if name == "gram":
-        return GramStyleLoss(gram_normalization)
-    if name == "mean_std":
-        return MeanStdStyleLoss()
-    if name == "wasserstein":
-        return WassersteinStyleLoss()
-    raise UserInputError(f"unknown style_loss {name!r}; choose one of {STYLE_LOSSES}")
-
-
-def blend_statistics(statistics: Sequence[dict[str, Tensor]], weights: Sequence[float]) -> dict[str, Tensor]:
-    """The weighted mean of several styles' statistics (weights summing to 1)."""
-    return {key: sum(w * s[key] for s, w in zip(statistics, weights, strict=True)) for key in statistics[0]}

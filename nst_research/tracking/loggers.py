@@ -1,21 +1,31 @@
 """Loggers from the `logger` config group, with W&B that never crashes or blocks a run.
 
 W&B runs online only with a login and a reachable server; otherwise it logs offline into the
-run directory (upload later with `wandb sync`), and says why once. If even offline W&B
-cannot start, the run goes on with its local CSV log. Under DDP only rank zero starts a W&B run.
+run directory (upload later with `wandb sync`), and says why once; its own banners stay quiet
+unless WANDB_SILENT=false. If even offline W&B cannot start, the run goes on with its local CSV
+log. Under DDP only rank zero starts a W&B run.
+
+Both loggers continue a resumed run where it is: W&B resumes the run found in the directory
+(same id), and the CSV log keeps its earlier rows.
 """
 
+import csv
+import io
 import netrc
 import os
 import socket
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from nst_research.atomic import write_atomic
 from nst_research.tracking.console import notice
 
 
@@ -60,14 +70,25 @@ def restore_env(name: str, value: str | None) -> None:
         os.environ[name] = value
 
 
+def previous_run_id(save_dir: str | Path) -> str | None:
+    """The id of the W&B run already logged in `save_dir` (a resumed run's), from its directory names
+    (`wandb/offline-run-<time>-<id>` or `wandb/run-<time>-<id>`)."""
+    runs = sorted(Path(save_dir, "wandb").glob("*run-*-*"), key=lambda p: p.name.removeprefix("offline-"))
+    return runs[-1].name.rsplit("-", 1)[-1] if runs else None
+
+
 def wandb_logger(**kwargs: Any) -> Logger | None:
     """A started `WandbLogger`: online when possible, else offline, else None (the run goes on).
-    On DDP ranks other than zero, an idle one: Lightning's rank-zero guard keeps it from starting a run."""
+    On DDP ranks other than zero, an idle one: Lightning's rank-zero guard keeps it from starting a run.
+    A directory that already holds a W&B run (a resumed run) continues that run, with the same id."""
     mode, reason = wandb_mode()
     if mode == "disabled":
         return None
     if rank_zero_only.rank != 0:  # one W&B run per training, not one per process
         return WandbLogger(**kwargs)
+    os.environ.setdefault("WANDB_SILENT", "true")  # our one notice instead of W&B's banners and summary
+    if (run_id := previous_run_id(kwargs.get("save_dir", "."))) is not None:
+        kwargs = {**kwargs, "id": run_id, "resume": "allow"}
     requested = os.environ.get("WANDB_MODE")
     for offline in ([False, True] if mode == "online" else [True]):
         try:
@@ -84,6 +105,46 @@ def wandb_logger(**kwargs: Any) -> Logger | None:
         return logger
     notice(f"{reason}; continuing without W&B (losses are still logged locally)")
     return None
+
+
+class KeepingExperimentWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing metrics.csv (a resumed run's) is kept: its rows
+    before the first newly logged step stay, and the new rows follow. The file is left as it was until
+    the first rows are saved, so a resume that fails early changes nothing."""
+
+    def _check_log_dir_exists(self) -> None:
+        self.kept: list[dict[str, str]] | None = None
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.kept = list(reader)
+                self.metrics_keys = list(reader.fieldnames or [])
+
+    def save(self) -> None:
+        if self.kept is None or not self.metrics:
+            return super().save()
+        first = min(row["step"] for row in self.metrics)
+        rows = [row for row in self.kept if row.get("step") not in (None, "") and float(row["step"]) < first]
+        self.kept = None
+        self._record_new_keys()
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self.metrics_keys)
+        writer.writeheader()
+        writer.writerows(rows + self.metrics)
+        write_atomic(Path(self.metrics_file_path), lambda f: f.write(out.getvalue().encode()))
+        self.metrics = []
+
+
+class KeepingCSVLogger(CSVLogger):
+    """Lightning's `CSVLogger` with `KeepingExperimentWriter`: resuming a run appends to its CSV log."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = KeepingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def instantiate_loggers(logger_cfg: Mapping[str, Any] | None) -> list[Logger]:

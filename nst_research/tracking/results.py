@@ -1,12 +1,43 @@
-"""`results.json`: the machine-readable summary of a run that comparison tools read."""
+"""`results.json`: the machine-readable summary of a run that comparison tools read.
+
+`RunResults` holds the fields every task writes; each task declares its own subclass with the
+rest (`StyleTransferResults`, `GANResults`), so the file's contents are a declared type.
+"""
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from nst_research.atomic import write_atomic
 
+STATUSES = ("completed", "failed", "interrupted", "diverged")
 
-def write_results(path: Path, results: dict[str, Any]) -> None:
-    text = json.dumps(results, indent=2, sort_keys=False) + "\n"
+
+@dataclass(kw_only=True)
+class RunResults:
+    """What every run's results.json says: how it ended, how long it took, and its headline file."""
+
+    status: str
+    task: str
+    wall_time_s: float = 0.0
+    seed: int | None = None
+    result: str | None = None  # the headline file (an image), relative to the run directory
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        if record["error"] is None:
+            del record["error"]
+        return record
+
+
+def write_results(path: Path, results: RunResults | dict[str, Any]) -> None:
+    record = results.to_dict() if isinstance(results, RunResults) else results
+    text = json.dumps(record, indent=2, sort_keys=False) + "\n"
     write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """A results.json as a dict ({} when there is none)."""
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,43 +1,48 @@
-"""GAN training as a task: build the networks, data and metric from the config, train, save the outcome.
+"""GAN training as a task (`task=gan`): the entry that reads the config, builds the parts, trains.
 
-`run(cfg)` does the work and returns the results it wrote to results.json; `summary` and `score`
-report them (see `nst_research.app`).
+`run(cfg)` builds the networks, data, metric and trainer from the config, checks them before
+anything is written, and trains inside a `RunLifecycle` (run directory, loggers, status,
+results.json); `summary` and `score` report the results (see `nst_research.app`).
 """
 
-import json
 import math
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
 
 from nst_research.data.base import ImageDataModule
 from nst_research.errors import UserInputError
 from nst_research.gan.losses import get_loss
 from nst_research.gan.metric import frechet_distance, frechet_metric, load_classifier
 from nst_research.gan.module import METRIC_KEY, GANModule
-from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
-from nst_research.tracking.results import write_results
+from nst_research.parts import build, make_trainer
+from nst_research.tracking.lifecycle import RunLifecycle
+from nst_research.tracking.results import RunResults
 
 
-def build(node: DictConfig) -> Any:
-    """`instantiate`, with a missing value or the constructor's own ValueError as a UserInputError."""
-    try:
-        return instantiate(node)
-    except MissingMandatoryValue as error:
-        raise UserInputError(f"{error.full_key} has no value; set it, e.g. {error.full_key}=...") from None
-    except InstantiationException as error:  # Hydra wraps the constructor's own error
-        if isinstance(error.__cause__, ValueError):
-            raise UserInputError(str(error.__cause__)) from None
-        raise
+@dataclass(kw_only=True)
+class GANResults(RunResults):
+    """results.json of a GAN training: steps, the last training losses, the Frechet distance
+    (`initial`, `final`, `best`, the real-vs-real `floor`) and the checkpoints written."""
+
+    task: str = "gan"
+    gan: str = ""
+    loss: str = ""
+    data: str = ""
+    epochs: int = 0
+    generator_steps: int = 0
+    discriminator_steps: int = 0
+    device: str | None = None
+    processes: int = 1
+    final_losses: dict[str, float] = field(default_factory=dict)
+    frechet_distance: dict[str, Any] = field(default_factory=dict)
+    checkpoints: dict[str, str] = field(default_factory=dict)
 
 
 def check_run_settings(cfg: DictConfig) -> None:
@@ -61,18 +66,6 @@ def check_compatible(generator: torch.nn.Module, datamodule: ImageDataModule, ga
                              "the data's channels at 32 or 64 px) or set data.channels")
 
 
-def make_trainer(cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
-    """The Lightning Trainer of `cfg.trainer`; a device this machine lacks (trainer=gpu or ddp without a GPU)
-    is a UserInputError."""
-    try:
-        return instantiate(cfg.trainer, **kwargs)
-    except InstantiationException as error:
-        if isinstance(error.__cause__, MisconfigurationException):
-            raise UserInputError(f"trainer: {error.__cause__}; choose a trainer this machine supports, e.g. "
-                                 "trainer=cpu (or trainer=ddp_cpu for several processes)") from None
-        raise
-
-
 def check_launch(cfg: DictConfig, trainer: pl.Trainer) -> None:
     """Lightning's DDP starts its other processes by running the same command again: in a multirun
     each of them would run the whole sweep. SLURM (or torchrun) starting the processes is fine."""
@@ -84,22 +77,20 @@ def check_launch(cfg: DictConfig, trainer: pl.Trainer) -> None:
                              "hydra.launcher.tasks_per_node=<devices>")
 
 
-def resume_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """The newest Lightning checkpoint of a GAN run (the one written on interruption, else last.ckpt)
-    and its results.json, to continue the run."""
+def resume_checkpoint(run_dir: Path) -> Path:
+    """The newest Lightning checkpoint of a GAN run (the one written on interruption, else last.ckpt)."""
     candidates = [p for p in (run_dir / "checkpoints" / "interrupted.ckpt", run_dir / "checkpoints" / "last.ckpt")
                   if p.is_file()]
     if not candidates:
         raise UserInputError(f"resume={run_dir}: no checkpoints/last.ckpt there; give the directory of a GAN run")
-    results = run_dir / "results.json"
-    return max(candidates, key=lambda p: p.stat().st_mtime), json.loads(results.read_text()) if results.is_file() else {}
+    return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig) -> GANResults:
     """Train one GAN; write samples.png, samples/, checkpoints/, config.yaml and results.json.
     With `resume` (a run directory), continue from its newest checkpoint up to `trainer.max_epochs`."""
     check_run_settings(cfg)
-    ckpt_path, previous = resume_checkpoint(Path(cfg.resume)) if cfg.get("resume") else (None, {})
+    ckpt_path = resume_checkpoint(Path(cfg.resume)) if cfg.get("resume") else None
     loss = get_loss(cfg.gan.loss)
     output_dir = Path(cfg.output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -123,85 +114,51 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [checkpoint, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
     extra_callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
     # The trainer before any file or logger: it knows this process's rank under DDP.
-    trainer = make_trainer(cfg, logger=False, default_root_dir=output_dir, callbacks=callbacks + extra_callbacks)
+    trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir, callbacks=callbacks + extra_callbacks)
     check_launch(cfg, trainer)
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    if trainer.is_global_zero:
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-    loggers = instantiate_loggers(cfg.get("logger"))
-    for logger in loggers:
-        logger.log_hyperparams(resolved)
-    trainer.loggers = loggers
     metric = {"initial": None, "final": None, "best": None,
               "floor": frechet_distance(classifier, reference, other_half),
               "samples": cfg.metric.samples, "classifier_accuracy": round(accuracy, 4)}
-    start = time.perf_counter() - previous.get("wall_time_s", 0.0)
-    status = "failed"
-    try:
+    describe = {"gan": cfg.gan.name, "loss": cfg.gan.loss, "data": datamodule.name, "seed": cfg.seed}
+
+    with RunLifecycle(output_dir, OmegaConf.to_container(cfg, resolve=True), cfg.get("logger"), task="gan",
+                      primary=trainer.is_global_zero) as run:
+        run.on_finish(lambda status, error: save_outcome(module, trainer, status, error, metric,
+                                                         checkpoint if callbacks else None, output_dir, describe))
+        trainer.loggers = run.loggers
         if ckpt_path is None:
             metric["initial"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0][METRIC_KEY]
             module.save_samples(output_dir / "samples" / "step_000000.png")
         else:
-            metric["initial"] = previous.get("frechet_distance", {}).get("initial")
+            metric["initial"] = run.previous.get("frechet_distance", {}).get("initial")
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         metric["final"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0][METRIC_KEY]
-        status = "completed"
-    except (KeyboardInterrupt, SystemExit):
-        status = "interrupted"
-        raise
-    finally:
-        results = save_outcome(module, trainer, loggers, status, time.perf_counter() - start, cfg, datamodule.name,
-                               metric, checkpoint if callbacks else None, output_dir)
-    return results
+    return run.results
 
 
-def save_outcome(module: GANModule, trainer: pl.Trainer, loggers: list, status: str, wall_time: float,
-                 cfg: DictConfig, data: str, metric: dict[str, Any], checkpoint: ModelCheckpoint | None,
-                 output_dir: Path) -> dict[str, Any]:
-    """Save the final grid (finished or not) and results.json; end the loggers."""
-    try:
-        module.save_samples(output_dir / "samples.png")
-    finally:
-        finish_loggers(loggers, "success" if status == "completed" else "failed")
+def save_outcome(module: GANModule, trainer: pl.Trainer, status: str, error: str | None, metric: dict[str, Any],
+                 checkpoint: ModelCheckpoint | None, output_dir: Path, describe: dict[str, Any]) -> GANResults:
+    """Save the final grid (finished or not); the run's results."""
+    module.save_samples(output_dir / "samples.png")
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metric["best"] = checkpoint.best_model_score.item()
     checkpoints = {} if checkpoint is None else {
         name: str(Path(path).relative_to(output_dir)) for name, path in
         (("last", checkpoint.last_model_path), ("best", checkpoint.best_model_path)) if path}
-    results = {
-        "status": status,
-        "task": "gan",
-        "gan": cfg.gan.name,
-        "loss": cfg.gan.loss,
-        "data": data,
-        "epochs": trainer.current_epoch,
-        "generator_steps": module.generator_steps,
-        "discriminator_steps": module.discriminator_steps,
-        "wall_time_s": round(wall_time, 3),
-        "seed": cfg.seed,
-        "device": str(module.device),
-        "processes": trainer.world_size,
-        "final_losses": module.final_losses(),
-        "frechet_distance": metric,
-        "checkpoints": checkpoints,
-        "result": "samples.png",
-    }
-    if trainer.is_global_zero:
-        write_results(output_dir / "results.json", results)
-    return results
+    return GANResults(status=status, error=error, result="samples.png", epochs=trainer.current_epoch,
+                      generator_steps=module.generator_steps, discriminator_steps=module.discriminator_steps,
+                      device=str(module.device), processes=trainer.world_size, final_losses=module.final_losses(),
+                      frechet_distance=metric, checkpoints=checkpoints, **describe)
 
 
-def summary(results: dict[str, Any]) -> str:
+def summary(results: GANResults) -> str:
     """One line for the console at the end of a run."""
-    fd = results["frechet_distance"]
+    fd = results.frechet_distance
     return (f"Frechet distance {fd['initial']:.4g} -> {fd['final']:.4g} (real-vs-real floor {fd['floor']:.4g})  "
-            f"({results['generator_steps']} generator steps, {results['epochs']} epochs, "
-            f"{results['wall_time_s']:.1f} s)")
+            f"({results.generator_steps} generator steps, {results.epochs} epochs, {results.wall_time_s:.1f} s)")
 
 
-def score(results: dict[str, Any]) -> float:
+def score(results: GANResults) -> float:
     """What a sweeper minimises: the final Frechet distance (infinite when there is none)."""
-    final = results["frechet_distance"]["final"]
+    final = results.frechet_distance["final"]
     return math.inf if final is None else final

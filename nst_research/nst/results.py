@@ -1,0 +1,58 @@
+"""What a style-transfer run's results.json holds: `StyleTransferResults`, one `ScaleRecord` per scale."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from nst_research.tracking.results import RunResults
+
+
+@dataclass
+class ScaleRecord:
+    """One scale of a run: its size, the steps and loss evaluations taken at it, and its losses."""
+
+    image_size: list[int]
+    steps: int
+    loss_evaluations: int
+    initial_losses: dict[str, float]
+    final_losses: dict[str, float]
+
+
+@dataclass(kw_only=True)
+class StyleTransferResults(RunResults):
+    """results.json of a style transfer: totals over its scales, the first scale's initial losses and the
+    last one's final losses (every loss term by name), and each scale's record."""
+
+    task: str = "nst"
+    steps: int = 0
+    loss_evaluations: int = 0
+    image_size: list[int] | None = None
+    device: str | None = None
+    initial_losses: dict[str, float] = field(default_factory=dict)
+    final_losses: dict[str, float] = field(default_factory=dict)
+    scales: list[ScaleRecord] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, status: str, scales: list[ScaleRecord], seed: int, device: str | None,
+           error: str | None = None) -> "StyleTransferResults":
+        """The results of a run that finished `scales` (none if it never started)."""
+        return cls(status=status, seed=seed, error=error, device=device, scales=scales,
+                   result="result.png" if scales else None,
+                   steps=sum(r.steps for r in scales), loss_evaluations=sum(r.loss_evaluations for r in scales),
+                   image_size=scales[-1].image_size if scales else None,
+                   initial_losses=scales[0].initial_losses if scales else {},
+                   final_losses=scales[-1].final_losses if scales else {})
+
+
+def scale_records(previous: dict[str, Any]) -> list[ScaleRecord]:
+    """The scale records of a previous results.json (a resumed run's)."""
+    return [ScaleRecord(**record) for record in previous.get("scales", [])]
+
+
+@dataclass(kw_only=True)
+class BatchedResults(RunResults):
+    """What a batched sweep returns (each element writes its own results.json): the elements' results."""
+
+    task: str = "nst"
+    directory: str = "."
+    names: list[str] = field(default_factory=list)
+    runs: list[StyleTransferResults] = field(default_factory=list)
