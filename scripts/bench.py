@@ -1,7 +1,7 @@
 """Benchmark: step times, peak memory and time to quality, printed as tables and written as JSON.
 
-    python scripts/bench.py                            # nst, quality (512 px) and gan: ~14 min on 2 CPU cores
-    python scripts/bench.py --quality-sizes 256 512    # time to quality at 256 px too (~2.5 min more)
+    python scripts/bench.py                            # nst, quality (512 px) and gan
+    python scripts/bench.py --quality-sizes 256 512    # time to quality at 256 px too
     python scripts/bench.py --sections batched_sweep memory  # batched sweeps; Adam at 1024, 2048 px
     python scripts/bench.py --quick                    # tiny sizes and few steps: checks that it works
 
@@ -46,7 +46,8 @@ def quality_size(text: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=DEFAULT_SECTIONS)
-    parser.add_argument("--quality-sizes", nargs="+", type=quality_size, default=[512], help="sizes for time to quality")
+    parser.add_argument("--quality-sizes", nargs="+", type=quality_size, default=[512],
+                        help="sizes for time to quality")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps (under a minute)")
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
                         default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])

@@ -14,7 +14,8 @@ from nst_research.tracking.compare import compare, latest_sweep
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("directory", nargs="?", type=Path, help="a multirun or run directory (default: the latest multirun)")
+    parser.add_argument("directory", nargs="?", type=Path,
+                        help="a multirun or run directory (default: the latest multirun)")
     args = parser.parse_args()
     try:
         directory = args.directory or latest_sweep()

@@ -4,7 +4,7 @@ Each entry is the command line a user would type. The script runs it into
 `outputs/gallery/<name>/` (adding `logger=csv` and the run directory), copies the result to
 `docs/images/gallery/<name>.png` and prints the Markdown table that the README shows.
 
-    python scripts/gallery.py              # every entry (about 8 minutes on 2 CPU cores)
+    python scripts/gallery.py              # every entry
     python scripts/gallery.py blend masks  # only these
 """
 
@@ -31,7 +31,8 @@ ENTRIES: dict[str, tuple[str, list[str]]] = {
     "luminance": ("colour kept: luminance only", [SIZE, STYLE, "preserve_color=luminance"]),
     "histogram": ("colour kept: style recoloured", [SIZE, STYLE, "preserve_color=histogram"]),
     "style_scale": ("style at half the scale", [SIZE, STYLE, "style_scale=0.5"]),
-    "multiscale": ("coarse to fine, 64 -> 128 px", [SIZE, STYLE, "multiscale.min_size=64", "multiscale.iterations=100"]),
+    "multiscale": ("coarse to fine, 64 -> 128 px",
+                   [SIZE, STYLE, "multiscale.min_size=64", "multiscale.iterations=100"]),
     "mean_std": ("mean/std style loss", [SIZE, "style_loss=mean_std", "style_weight=1e2"]),
     "wasserstein": ("Wasserstein-2 style loss", [SIZE, "style_loss=wasserstein", "style_weight=1"]),
     "init_noise": ("started from noise", [SIZE, STYLE, "init=noise", "iterations=300"]),

@@ -1,4 +1,4 @@
-"""Coarse-to-fine style transfer and the moving average of the iterates (issue 3, item 5)."""
+"""Coarse-to-fine style transfer and the moving average of the iterates."""
 
 import csv
 import json
@@ -84,8 +84,9 @@ COARSE_STEPS, FINAL_STEPS = 3, 4
 @pytest.fixture(scope="module")
 def multiscale_run(tmp_path_factory, compose_at):
     output_dir = tmp_path_factory.mktemp("multiscale")
-    cfg = compose_at(["optimizer=adam", "image_size=64", "multiscale.min_size=32", f"multiscale.iterations={COARSE_STEPS}",
-                      f"iterations={FINAL_STEPS}", "save_every=2", "logger=csv"], output_dir)
+    cfg = compose_at(["optimizer=adam", "image_size=64", "multiscale.min_size=32",
+                      f"multiscale.iterations={COARSE_STEPS}", f"iterations={FINAL_STEPS}", "save_every=2",
+                      "logger=csv"], output_dir)
     return output_dir, run_style_transfer(cfg)
 
 

@@ -152,7 +152,8 @@ def test_luminance_preservation_keeps_the_contents_chroma(color_runs):
 
 def test_luminance_mode_shows_the_network_gray_inputs(color_runs):
     content = load_image(str(color_runs["luminance"] / "content.png"))
-    assert torch.allclose(content[:, 0], content[:, 1], atol=1 / 255) and torch.allclose(content[:, 1], content[:, 2], atol=1 / 255)
+    assert torch.allclose(content[:, 0], content[:, 1], atol=1 / 255)
+    assert torch.allclose(content[:, 1], content[:, 2], atol=1 / 255)
 
 
 def test_histogram_matching_gives_the_style_the_contents_colour_mean_and_covariance():

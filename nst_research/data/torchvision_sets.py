@@ -19,7 +19,8 @@ class TorchvisionDataModule(ImageDataModule):
         self.root = Path(root).expanduser()
         if self.channels != self.native_channels:
             raise UserInputError(f"data={self.name} has {self.native_channels}-channel images, but the GAN makes "
-                                 f"{self.channels}-channel images; choose a matching gan= (gan=dcgan64 follows the data)")
+                                 f"{self.channels}-channel images; "
+                                 "choose a matching gan= (gan=dcgan64 follows the data)")
 
     def get(self, download: bool) -> Dataset:
         transform = transforms.Compose([

@@ -32,7 +32,8 @@ def check_masks(masks: Sequence[str] | None, style_count: int, blend: Sequence[f
         return None
     masks = [masks] if isinstance(masks, str) else list(masks)
     if len(masks) != style_count:
-        raise UserInputError(f"masks has {len(masks)} mask(s) for {style_count} style image(s); give one mask per style")
+        raise UserInputError(f"masks has {len(masks)} mask(s) for {style_count} style image(s); "
+                             "give one mask per style")
     if blend is not None:
         raise UserInputError("style_blend does not apply with masks (each style has its own region); "
                              "set style_blend=null")

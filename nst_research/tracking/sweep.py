@@ -72,7 +72,8 @@ class MultirunSummary(Callback):
         statuses = {path.parent.name: json.loads(path.read_text()) for path in paths}
         failed = {job: r for job, r in statuses.items() if r.get("status") != "completed"}
         for job, results in failed.items():
-            print(f"job {job} {results.get('status')}: {results.get('error', 'see its run directory')}", file=sys.stderr)
+            error = results.get("error", "see its run directory")
+            print(f"job {job} {results.get('status')}: {error}", file=sys.stderr)
         print(f"multirun: {len(statuses)} jobs, {len(failed)} failed; outputs in {sweep_dir} "
               f"(compare them: python scripts/compare.py {sweep_dir})")
         if failed:
