@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=DEFAULT_SECTIONS)
     parser.add_argument("--quality-sizes", nargs="+", type=quality_size, default=[512],
                         help="sizes for time to quality")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps: checks that it works")
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
                         default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     parser.add_argument("--output", type=Path, default=Path("outputs/bench/bench.json"))
