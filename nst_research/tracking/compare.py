@@ -70,12 +70,23 @@ def latest_sweep(root: Path = Path("outputs/multiruns")) -> Path:
     return sweeps[-1]
 
 
+def override_values(run: Run) -> dict[str, str]:
+    """The run's command-line overrides as {key: value}."""
+    return dict(o.split("=", 1) for o in run.overrides if "=" in o)
+
+
+def swept_keys(runs: list[Run]) -> list[str]:
+    """The override keys whose values differ between the runs (all of them for one run)."""
+    parsed = [override_values(run) for run in runs]
+    keys = sorted(set().union(*parsed))
+    return [k for k in keys if len({p.get(k) for p in parsed}) > 1] if len(runs) > 1 else keys
+
+
 def label_runs(runs: list[Run]) -> None:
     """Label each run by the overrides whose values differ between the runs (all of them for one run)."""
-    parsed = [dict(o.split("=", 1) for o in run.overrides if "=" in o) for run in runs]
-    keys = sorted(set().union(*parsed))
-    differing = [k for k in keys if len({p.get(k) for p in parsed}) > 1] if len(runs) > 1 else keys
-    for run, values in zip(runs, parsed):
+    differing = swept_keys(runs)
+    for run in runs:
+        values = override_values(run)
         run.label = ",".join(f"{k}={values[k]}" for k in differing if k in values) or run.directory.name
 
 

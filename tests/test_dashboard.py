@@ -1,0 +1,249 @@
+"""scripts/dashboard.py: the sweep's page and W&B Report, checked against what the runs really logged.
+
+The runs' W&B keys are read back from their offline logs with `wandb leet inspect --json`, apart from
+the code under test (which reads `--summary`), so a panel naming a key no run logs fails here.
+"""
+
+import contextlib
+import io
+import json
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import wandb_workspaces.reports.v2 as wr
+import yaml
+from conftest import REPO
+from wandb_workspaces.reports.v2 import interface
+
+from nst_research.tracking import dashboard as dash
+
+DASHBOARD_SCRIPT = REPO / "scripts" / "dashboard.py"
+
+
+def run_dashboard(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
+    """`python scripts/dashboard.py ARGS` in this process, as it runs with no W&B login."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(Path(args[0]) / "no-netrc"))
+    monkeypatch.setattr(sys, "argv", [str(DASHBOARD_SCRIPT), *args])
+    runpy.run_path(str(DASHBOARD_SCRIPT), run_name="__main__")
+
+
+def make_dashboard(sweep: Path) -> tuple[str, dict[str, Any], str]:
+    """`python scripts/dashboard.py SWEEP` with no W&B login: (its output, the report spec, the page)."""
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        run_dashboard(mp, str(sweep))  # exits only on an error
+    return out.getvalue(), json.loads((sweep / "wandb_report.json").read_text()), (sweep / "dashboard.html").read_text()
+
+
+def flat_keys(config: dict[str, Any], prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in config.items():
+        keys |= flat_keys(value, f"{prefix}{key}.") if isinstance(value, dict) and value else {f"{prefix}{key}"}
+    return keys
+
+
+def logged(run_dir: Path) -> tuple[set[str], set[str]]:
+    """(metric, image and table keys; config keys) of a run's offline W&B log, from `wandb leet inspect --json`."""
+    log_dir = sorted((run_dir / "wandb").glob("offline-run-*"))[-1]
+    records = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(log_dir)],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    metrics, config = set(), set()
+    for record in map(json.loads, records):
+        if record["type"] == "history":
+            items = record["history"]["item"]
+            metrics |= set(items) | {k.removesuffix("._type") for k in items if k.endswith("._type")}  # media, tables
+        elif record["type"] == "config":
+            config |= flat_keys(record["config"]["update"])
+    return metrics, config
+
+
+def panels(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [panel for block in spec["spec"]["blocks"] if block["type"] == "panel-grid"
+            for panel in block["metadata"]["panelBankSectionConfig"]["panels"]]
+
+
+def picked_keys(node: Any) -> set[str]:
+    """The keys a Weave expression picks from the runs' summaries (a summary-table panel's table)."""
+    if isinstance(node, list):
+        return set().union(*map(picked_keys, node))
+    if not isinstance(node, dict):
+        return set()
+    keys = set().union(*map(picked_keys, node.values()))
+    if node.get("name") == "pick":
+        keys.add(node["inputs"]["key"]["val"])
+    return keys
+
+
+def references(spec: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(metric keys, config keys) that the report's panels name."""
+    metrics, config = set(), set()
+
+    def accessor(name: str) -> None:  # "summary:final/total", "config:optimizer.value._target_"
+        section, _, key = name.partition(":")
+        if section == "config":
+            config.add(key.replace(".value", "", 1))
+        else:
+            metrics.add(key)
+
+    for panel in panels(spec):
+        c = panel["config"]
+        if panel["viewType"] == "Run History Line Plot":
+            metrics |= {c["xAxis"], *c["metrics"]}
+            if "groupBy" in c:
+                config.add(c["groupBy"].replace(".value", "", 1))
+        elif panel["viewType"] in ("Parallel Coordinates Plot", "Scatter Plot"):
+            for name in [col["accessor"] for col in c.get("columns", [])] + [c.get("xAxis"), c.get("yAxis")]:
+                if name:
+                    accessor(name)
+        elif panel["viewType"] == "Media Browser":
+            metrics |= set(c["mediaKeys"])
+        elif panel["viewType"] == "Weave":
+            metrics |= picked_keys(c)
+    return metrics, config
+
+
+def sweep_group(run_dir: Path) -> str:
+    return yaml.safe_load((run_dir / "config.yaml").read_text())["sweep"]["group"]
+
+
+def check_report(spec: dict[str, Any], sweep: Path, final: str, media: str) -> None:
+    """The spec names only logged keys, filters on the sweep's group and holds every kind of panel."""
+    runs = sorted(p for p in sweep.iterdir() if (p / "results.json").is_file())
+    metrics, config = set(), set()
+    for run in runs:
+        m, c = logged(run)
+        metrics, config = metrics | m, config | c
+    named_metrics, named_config = references(spec)
+    assert named_metrics <= metrics, f"panels name metrics no run logged: {named_metrics - metrics}"
+    assert named_config <= config, f"panels name config keys no run logged: {named_config - config}"
+    assert {final, media} <= named_metrics and named_config
+    kinds = {panel["viewType"] for panel in panels(spec)}
+    assert {"Run History Line Plot", "Parallel Coordinates Plot", "Media Browser", "Run Comparer"} <= kinds
+    grids = [block["metadata"] for block in spec["spec"]["blocks"] if block["type"] == "panel-grid"]
+    filters = [f for grid in grids for rs in grid["runSets"] for f in rs["filters"]["filters"]]
+    assert filters and all(f["key"]["name"] == "group" and f["value"] == sweep_group(runs[0]) for f in filters)
+    for grid in grids:  # no panel hides another
+        layouts = [panel["layout"] for panel in grid["panelBankSectionConfig"]["panels"]]
+        cells = [(x, y) for a in layouts
+                 for x in range(a["x"], a["x"] + a["w"]) for y in range(a["y"], a["y"] + a["h"])]
+        assert len(cells) == len(set(cells))
+
+
+@pytest.fixture(scope="module")
+def nst_sweep(run_cli, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sweep = tmp_path_factory.mktemp("dashboard") / "sweep"
+    done = run_cli("-m", "style_weight=1e4,1e6", "optimizer=lbfgs,adam", "image_size=32", "iterations=6",
+                   f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return sweep
+
+
+@pytest.fixture(scope="module")
+def nst_dashboard(nst_sweep: Path) -> tuple[str, dict[str, Any], str]:
+    return make_dashboard(nst_sweep)
+
+
+def test_report_names_only_keys_the_runs_logged(nst_sweep, nst_dashboard):
+    out, spec, _ = nst_dashboard
+    check_report(spec, nst_sweep, final="final/total", media="result")
+    scatter = [p["config"] for p in panels(spec) if p["viewType"] == "Scatter Plot"]
+    assert [s["xAxis"] for s in scatter] == ["config:style_weight.value"]  # the one numeric swept key
+    assert "the report was not uploaded" in out and "wandb login" in out
+
+
+def test_page_shows_every_run_with_its_image_and_curve(nst_dashboard):
+    _, _, page = nst_dashboard
+    assert page.count('<tr class="run">') == 4
+    assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', page)) == 4
+    assert page.count("<svg") == 1 and page.count("completed</span>") == 4
+    assert not re.search(r'(src|href)="(https?:|/)|<script|<link', page)  # self-contained: nothing to fetch
+    for value in ("lbfgs", "adam", "10000.0", "1000000.0"):
+        assert value in page
+
+
+def test_failed_and_unfinished_jobs(nst_sweep, tmp_path, capsys, monkeypatch):
+    """A failed job stays in the table with its status; a job without results.json is named as skipped."""
+    sweep = tmp_path / "sweep"
+    shutil.copytree(nst_sweep, sweep, ignore=shutil.ignore_patterns("dashboard.html", "wandb_report.json"))
+    results = json.loads((sweep / "1" / "results.json").read_text())
+    (sweep / "1" / "results.json").write_text(json.dumps({"status": "failed", "task": results["task"],
+                                                          "error": "RuntimeError: out of memory"}))
+    (sweep / "3" / "results.json").unlink()
+    run_dashboard(monkeypatch, str(sweep))
+    skipped = [line for line in capsys.readouterr().out.splitlines() if line.startswith("skipped")]
+    assert skipped == [f"skipped {sweep / '3'}: no results.json (the job did not finish)"]
+    page = (sweep / "dashboard.html").read_text()
+    assert page.count('<tr class="run">') == 3 and 'class="status failed"' in page and "out of memory" in page
+
+
+def test_refuses_a_directory_without_runs(tmp_path, capsys, monkeypatch):
+    with pytest.raises(SystemExit) as exit_info:
+        run_dashboard(monkeypatch, str(tmp_path))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_results_table_panel_once_the_runs_log_it(nst_sweep):
+    sweep = dash.load_sweep(nst_sweep)
+    for log in sweep.logs:
+        log.keys.add("results")
+    report, missing = dash.build_report(sweep, "someone", "nst-research")
+    spec = json.loads(dash.report_spec(report, offline=True))
+    assert "results" not in missing and "results" in references(spec)[0]
+    assert spec["project"] == {"name": "nst-research", "entityName": "someone"}
+
+
+def test_config_key_of_each_override():
+    configs = [{"gan.name": "fc", "gan.lr": 1e-3, "style_weight": 1e4, "optimizer._target_": "torch.optim.LBFGS",
+                "optimizer.lr": 1.0, "trainer.limit_train_batches": 3},
+               {"gan.name": "dcgan", "gan.lr": 2e-4, "style_weight": 1e6, "optimizer._target_": "torch.optim.Adam",
+                "optimizer.lr": 0.02, "trainer.limit_train_batches": 3}]
+    assert dash.config_key("style_weight", configs) == "style_weight"
+    assert dash.config_key("gan", configs) == "gan.name"  # a group choice: its name ...
+    assert dash.config_key("optimizer", configs) == "optimizer._target_"  # ... or its class
+    assert dash.config_key("+trainer.limit_train_batches", configs) == "trainer.limit_train_batches"
+    assert dash.config_key("content", configs) is None
+
+
+def test_saves_the_report_when_logged_in(nst_sweep, tmp_path, capsys, monkeypatch):
+    """Logged in, the command syncs the runs when asked, saves the report and prints its URL; the API is faked."""
+    sweep = tmp_path / "sweep"
+    shutil.copytree(nst_sweep, sweep, ignore=shutil.ignore_patterns("dashboard.html", "wandb_report.json"))
+    api = SimpleNamespace(default_entity="someone", client=SimpleNamespace(app_url="https://wandb.example"))
+    synced, saved = [], []
+    monkeypatch.setattr(dash, "wandb_mode", lambda: ("online", None))
+    monkeypatch.setattr(dash, "sync", lambda s: synced.append(s.directory))
+    monkeypatch.setattr(interface, "_get_api", lambda: api)
+    monkeypatch.setattr(interface, "execute_graphql", lambda *a, **k: {"project": {"internalId": "UHJvamVjdDox"}})
+    monkeypatch.setattr(wr.Report, "save", lambda self, **k: (saved.append(self), setattr(self, "id", "abc123")))
+    page, spec_path, url = dash.dashboard(sweep, sync_runs=True)
+    assert synced == [sweep] and len(saved) == 1
+    assert url.startswith("https://wandb.example/someone/nst-research/reports/") and url.endswith("--abc123")
+    assert url in page.read_text() and "not uploaded" not in capsys.readouterr().out
+    spec = json.loads(spec_path.read_text())
+    assert spec["project"]["entityName"] == "someone"
+    assert {rs["project"]["id"] for p in spec["spec"]["blocks"] if p["type"] == "panel-grid"
+            for rs in p["metadata"]["runSets"]} == {"UHJvamVjdDox"}
+
+
+def test_gan_sweep(run_cli, tmp_path):
+    """A GAN sweep: Frechet distance panels and sample grids."""
+    sweep = tmp_path / "gan"
+    done = run_cli("-m", "task=gan", "gan=fc,dcgan", "trainer.max_epochs=1", "+trainer.limit_train_batches=3",
+                   "metric.samples=100", "grid_size=4", f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    _, spec, page = make_dashboard(sweep)
+    check_report(spec, sweep, final="val/frechet_distance", media="samples")
+    assert page.count('<tr class="run">') == 2
+    assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', page)) == 2
+    assert "val/frechet_distance" in page and "gan=dcgan" in page
