@@ -8,7 +8,9 @@ mask. The loss values have different scales, so each needs its own `style_weight
 
 from collections.abc import Mapping, Sequence
 
+import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from nst_research.errors import UserInputError
 from nst_research.nst.losses import (
@@ -82,3 +84,69 @@ class WassersteinStyleLoss(StyleLoss):
 
     def __call__(self, features: Tensor, targets: Mapping[str, Tensor], mask: Tensor | None = None) -> Tensor:
         return wasserstein2_loss(features, targets["mean"], targets["cov"], targets["cov_sqrt"], mask=mask)
+
+
+class MRFStyleLoss(StyleLoss):
+    """Li and Wand (2016), "Combining Markov Random Fields and CNNs for Image Synthesis", eq. 2:
+
+        E_s = sum_i || Psi_i(F) - Psi_NN(i)(F_s) ||^2,  NN(i) = argmax_j <Psi_i(F), Psi_j(F_s)> / (|Psi_i(F)| |Psi_j(F_s)|)
+
+    Psi_i are `patch_size` x `patch_size` neural patches (every `stride` positions): each patch of the
+    image is matched to the style patch of highest normalised cross-correlation, and pulled towards it.
+    Here the squared distances are averaged (over patches and their values), so the weight does not
+    grow with the image size. The matching runs without gradients, `chunk_size` style patches at a
+    time, so its memory stays at (image patches x chunk_size) scores. Several styles pool their
+    patches (unequal `style_blend` weights are refused); with masks each region matches its own style.
+    """
+
+    def __init__(self, patch_size: int = 3, stride: int = 1, chunk_size: int = 1024):
+        for key, value in (("patch_size", patch_size), ("stride", stride), ("chunk_size", chunk_size)):
+            if not isinstance(value, int) or value < 1:
+                raise UserInputError(f"style_loss.{key}={value} must be an integer >= 1")
+        self.patch_size, self.stride, self.chunk_size = patch_size, stride, chunk_size
+
+    def patches(self, features: Tensor) -> Tensor:
+        """(B * L, C * k * k): every patch of `features` (B, C, H, W) as a row."""
+        if min(features.shape[-2:]) < self.patch_size:
+            raise UserInputError(f"features of {tuple(features.shape[-2:])} px are smaller than the MRF patch "
+                                 f"({self.patch_size} px): raise image_size or use shallower style layers")
+        columns = F.unfold(features, self.patch_size, stride=self.stride)  # (B, C*k*k, L)
+        return columns.transpose(1, 2).flatten(0, 1)
+
+    def statistics(self, features: Tensor) -> dict[str, Tensor]:
+        return {"patches": self.patches(features)}
+
+    def blend(self, statistics: Sequence[dict[str, Tensor]], weights: Sequence[float]) -> dict[str, Tensor]:
+        if max(weights) - min(weights) > 1e-9:
+            raise UserInputError(f"style_loss=mrf pools the styles' patches and cannot weight them (style_blend="
+                                 f"{list(weights)}); drop style_blend, or give each style a region with masks")
+        return {"patches": torch.cat([s["patches"] for s in statistics])}
+
+    def targets(self, statistics: dict[str, Tensor]) -> dict[str, Tensor]:
+        patches = statistics["patches"]
+        return {"patches": patches, "unit": patches / patches.norm(dim=1, keepdim=True).clamp(min=1e-8)}
+
+    @torch.no_grad()
+    def nearest(self, patches: Tensor, unit_targets: Tensor) -> Tensor:
+        """For each row of `patches`, the index of the target patch of highest normalised cross-correlation
+        (dividing by the image patch's own norm does not change which target is highest)."""
+        best = torch.full((len(patches),), -torch.inf, device=patches.device)
+        index = torch.zeros(len(patches), dtype=torch.long, device=patches.device)
+        for start in range(0, len(unit_targets), self.chunk_size):
+            scores = patches @ unit_targets[start:start + self.chunk_size].T
+            value, position = scores.max(dim=1)
+            better = value > best
+            best = torch.where(better, value, best)
+            index = torch.where(better, position + start, index)
+        return index
+
+    def __call__(self, features: Tensor, targets: Mapping[str, Tensor], mask: Tensor | None = None) -> Tensor:
+        patches = self.patches(features)
+        matched = targets["patches"][self.nearest(patches.detach(), targets["unit"])]
+        distances = (patches - matched).pow(2).mean(dim=1)
+        if mask is None:
+            return distances.mean()
+        centre = self.patch_size // 2  # each patch counts as much as the mask at its centre
+        weights = F.unfold(mask.expand(len(features), -1, -1, -1), self.patch_size, stride=self.stride)
+        weights = weights.view(len(features), self.patch_size, self.patch_size, -1)[:, centre, centre].flatten()
+        return (distances * weights).sum() / weights.sum().clamp(min=1e-8)
