@@ -1,0 +1,1 @@
+"""Feed-forward style transfer (Johnson et al. 2016): a network trained once per style stylises images in one pass."""

@@ -1,0 +1,77 @@
+"""What a feed-forward checkpoint holds, and how the network is rebuilt from it alone.
+
+A feed-forward checkpoint is a Lightning `.ckpt` (a `torch.save`d dict) with:
+- `hyper_parameters["network"]`: the network's `_target_` node as a plain dict, e.g.
+  `{"_target_": "nst_research.feedforward.network.JohnsonNet", "width": 32, "blocks": 5}`;
+- `state_dict`: the network's weights under the prefix `network.` (other prefixes are ignored).
+`FeedForwardModule` writes both. A run directory's checkpoint is `checkpoints/best.ckpt` (the best by
+validation loss), else `checkpoints/last.ckpt`. The file is read with `weights_only=True` (tensors and plain
+containers only) and the `_target_` must name an `nn.Module` class, so a checkpoint cannot run code.
+"""
+
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import get_class, instantiate
+from torch import nn
+
+from nst_research.errors import UserInputError
+
+NETWORK_KEY = "network"
+PREFIX = "network."
+CHECKPOINT_NAMES = ("best.ckpt", "last.ckpt")
+FIX = "give a feed-forward run directory or its .ckpt file"
+
+
+def build_network(config: Mapping[str, Any]) -> nn.Module:
+    """Build a network from its `_target_` node; the target must be an `nn.Module` class (checked before
+    anything is called)."""
+    target = config.get("_target_")
+    try:
+        cls = get_class(target) if isinstance(target, str) else None
+    except (ImportError, ValueError):
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise UserInputError(f"network _target_ {target!r} is not a torch.nn.Module class; give the import path "
+                             "of a network class, e.g. nst_research.feedforward.network.JohnsonNet")
+    return instantiate(dict(config))
+
+
+def checkpoint_file(path: Path) -> Path:
+    """A .ckpt file as given, or a run directory's checkpoints/best.ckpt, else checkpoints/last.ckpt."""
+    if path.is_dir():
+        for name in CHECKPOINT_NAMES:
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+        raise UserInputError(f"{path} has no checkpoints/best.ckpt or checkpoints/last.ckpt; {FIX}")
+    if not path.is_file():
+        raise UserInputError(f"checkpoint {path} does not exist; {FIX}")
+    return path
+
+
+def load_network(path: Path) -> nn.Module:
+    """The trained network of a checkpoint or run directory, in eval mode on the CPU."""
+    path = checkpoint_file(Path(path).expanduser())
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserInputError(f"cannot read checkpoint {path} ({reason}); {FIX}") from None
+    hyper_parameters = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    config = hyper_parameters.get(NETWORK_KEY) if isinstance(hyper_parameters, dict) else None
+    if not isinstance(config, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise UserInputError(f"{path} is not a feed-forward checkpoint (no network in its hyper_parameters: "
+                             f"a checkpoint of another task?); {FIX}")
+    network = build_network(config)
+    weights = {key.removeprefix(PREFIX): value for key, value in checkpoint["state_dict"].items()
+               if key.startswith(PREFIX)}
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as error:
+        raise UserInputError(f"{path}: the weights do not fit network {config} "
+                             f"({str(error).splitlines()[0]}); {FIX}") from None
+    return network.eval().requires_grad_(False)
