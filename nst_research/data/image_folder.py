@@ -4,9 +4,10 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 from torchvision import transforms
-from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
+from torchvision.datasets.folder import default_loader
 
 from nst_research.data.base import ImageDataModule
+from nst_research.data.files import image_files
 from nst_research.errors import UserInputError
 
 
@@ -33,11 +34,7 @@ class ImageFolderDataModule(ImageDataModule):
         self.root = Path(root).expanduser()
 
     def load(self) -> ImageFiles:
-        if not self.root.is_dir():
-            raise UserInputError(f"data.root={self.root} is not a folder; point data.root at a folder of images")
-        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
-        if not files:
-            raise UserInputError(f"data.root={self.root} holds no images ({', '.join(IMG_EXTENSIONS)})")
+        files = image_files(self.root)
         grayscale = [transforms.Grayscale(1)] if self.channels == 1 else []
         transform = transforms.Compose([
             *grayscale, transforms.Resize(self.image_size), transforms.CenterCrop(self.image_size),
