@@ -1,0 +1,152 @@
+"""`FeedForwardModule`: train an image transformation network to minimise a style-transfer objective.
+
+Johnson et al. (2016): each training step stylises a batch of photographs in one forward pass and scores
+the outputs with the objective: the content term against the batch's own photographs (their features,
+computed without gradients at every step), the style term against the style image's statistics (computed
+once at the start of fitting), TV. The gradient trains the network; the feature network stays frozen.
+
+The objective has this interface: `set_styles(styles, blend)` (style targets, once), `set_content(images)`
+(content targets for a batch), `objective(images) -> {"total": ..., "content": ..., "style": ..., "tv": ...,
+"style/<layer>": ...}`.
+
+Logged: `train/<term>` every step, `val/<term>` on the held-out images (the checkpoint callback can monitor
+`val/total`). A grid of the held-out images (top row) and their stylisations (bottom row) is saved as
+`samples/step_XXXXXX.png` at the start, every `sample_every` steps and at the end, and sent to loggers that
+take images (W&B), at the step of the losses; rank zero only. `initial_losses` are the held-out images'
+terms before training; `evaluate()` gives them at any time (the final losses after fitting).
+
+A checkpoint holds what `nst_research.feedforward.checkpoint` needs to rebuild the network alone: the
+network's `_target_` node in `hyper_parameters["network"]`, its weights under `network.`. The objective is
+not saved (its feature network would add tens of MB to every checkpoint): it is rebuilt from the config,
+and its targets are recomputed when fitting resumes.
+"""
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torchvision.utils import make_grid
+
+from nst_research.errors import RunDiverged
+from nst_research.feedforward.checkpoint import NETWORK_KEY, build_network
+from nst_research.nst.images import save_image
+
+OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
+
+
+class FeedForwardModule(pl.LightningModule):
+    """A stylising network (built from `network`, a `_target_` node) trained on batches of photographs.
+
+    `optimizer` makes the optimizer from the network's parameters (e.g. a partial of Adam). `styles` (each
+    (1, 3, H, W) in [0, 1]) and `blend` set the style targets. `samples` (N, 3, H, W) are the held-out images
+    of the sample grids and of `evaluate()`; `output_dir` (rank zero writes `samples/` there; None: no files).
+    """
+
+    def __init__(self, network: Mapping[str, Any], objective: nn.Module, optimizer: OptimizerFactory,
+                 styles: Sequence[Tensor], blend: Sequence[float], samples: Tensor, sample_every: int = 100,
+                 output_dir: Path | str | None = None) -> None:
+        super().__init__()
+        if isinstance(network, DictConfig):
+            network = OmegaConf.to_container(network, resolve=True)
+        self.save_hyperparameters({NETWORK_KEY: dict(network)})
+        self.network = build_network(network)
+        self.objective = objective
+        self.optimizer_factory = optimizer
+        self.blend = list(blend)
+        self.style_count = len(styles)
+        for i, style in enumerate(styles):  # buffers: moved with the module, not trained, not saved
+            self.register_buffer(f"style_{i}", style, persistent=False)
+        self.register_buffer("samples", samples, persistent=False)
+        self.sample_every = sample_every
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.initial_losses: dict[str, float] = {}
+        self.last_sample_step: int | None = None
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.network.parameters())
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.network(images)
+
+    def styles(self) -> list[Tensor]:
+        return [getattr(self, f"style_{i}") for i in range(self.style_count)]
+
+    def losses(self, images: Tensor) -> dict[str, Tensor]:
+        """Every term of the objective for the stylised `images`, with the images themselves as content."""
+        with torch.no_grad():
+            self.objective.set_content(images)
+        return self.objective(self.network(images))
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Every term for the held-out images (as one batch)."""
+        was_training = self.network.training
+        self.network.eval()
+        losses = {key: value.item() for key, value in self.losses(self.samples).items()}
+        self.network.train(was_training)
+        return losses
+
+    def on_fit_start(self) -> None:
+        with torch.no_grad():
+            self.objective.set_styles(self.styles(), self.blend)
+        if not self.initial_losses:  # a new run (a resumed one has them from its checkpoint)
+            self.initial_losses = self.evaluate()
+            self.save_samples()
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        losses = self.losses(batch)
+        total = losses["total"]
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0 and not torch.isfinite(total):
+            raise RunDiverged(f"the training loss became {total.item()} at step {self.global_step + 1}; "
+                              "lower the learning rate or the style weight", self.global_step + 1)
+        self.log_dict({f"train/{key}": value.detach() for key, value in losses.items()},
+                      sync_dist=True, batch_size=len(batch))
+        return total
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        losses = self.losses(batch)
+        self.log_dict({f"val/{key}": value for key, value in losses.items()}, on_epoch=True, sync_dist=True,
+                      batch_size=len(batch))
+
+    def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
+        if self.global_step % self.sample_every == 0:
+            self.save_samples()
+
+    def on_train_end(self) -> None:
+        if self.last_sample_step != self.global_step:
+            self.save_samples()
+
+    @torch.no_grad()
+    def sample_grid(self) -> Tensor:
+        """The held-out images (top row) above the network's stylisations (bottom row), in [0, 1]."""
+        was_training = self.network.training
+        self.network.eval()
+        stylised = self.network(self.samples)
+        self.network.train(was_training)
+        return make_grid(torch.cat([self.samples, stylised]), nrow=len(self.samples), padding=2, pad_value=1.0)
+
+    def save_samples(self) -> None:
+        """Save the grid as samples/step_XXXXXX.png and send it to loggers that take images; rank zero only."""
+        if self.output_dir is None or not self.trainer.is_global_zero:
+            return
+        grid = self.sample_grid().cpu()
+        save_image(grid, self.output_dir / "samples" / f"step_{self.global_step:06d}.png")
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key="samples", images=[grid], step=self.global_step)
+        self.last_sample_step = self.global_step
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = {key: value for key, value in checkpoint["state_dict"].items()
+                                    if not key.startswith("objective.")}
+        checkpoint["feedforward"] = {"initial_losses": self.initial_losses}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The objective's own state (not saved) is kept as built, so that strict loading finds every key."""
+        objective = self.objective.state_dict()
+        checkpoint["state_dict"].update({f"objective.{key}": value for key, value in objective.items()})
+        self.initial_losses = checkpoint.get("feedforward", {}).get("initial_losses", {})
