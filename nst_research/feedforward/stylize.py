@@ -1,0 +1,139 @@
+"""Stylise images with a trained feed-forward network, and export the network (TorchScript, ONNX).
+
+    python scripts/stylize.py <run dir or .ckpt> <images or folders...> [--size N] [--out DIR]
+    python scripts/stylize.py <run dir or .ckpt> --export torchscript|onnx [--out DIR]
+
+The network is rebuilt from the checkpoint alone (see `nst_research.feedforward.checkpoint` for what it
+must hold; a run directory means its checkpoints/best.ckpt, else last.ckpt). Each image, of any size and
+aspect (its long side resized to `--size` if given), becomes `<out>/<name>_stylized.png`, one line printed
+per image. Folders are searched recursively. Every input is checked (paths, readable images, distinct
+output names) before anything is written: a bad one is one `error:` line on stderr, exit status 2.
+
+Exports take any image size: TorchScript by `torch.jit.script` (the padding to a multiple of 4 stays
+computed from the input's size) as `<out>/network.pt`, loadable with `torch.jit.load` without this code;
+ONNX by the dynamo exporter with dynamic batch, height and width as `<out>/network.onnx` (one file; needs the
+`export` extra: onnx and onnxscript).
+"""
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from nst_research.data.files import image_files
+from nst_research.errors import UserInputError
+from nst_research.feedforward.checkpoint import load_network
+from nst_research.nst.images import MIN_IMAGE_SIZE, load_image, save_image
+
+SUFFIX = "_stylized.png"
+EXPORTS = {"torchscript": "network.pt", "onnx": "network.onnx"}
+
+
+def input_files(specs: list[str]) -> list[Path]:
+    """Image files and folders (searched recursively) -> image files, in the order given."""
+    files = []
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            files.extend(image_files(path, key="folder"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserInputError(f"{spec} does not exist; give image files or folders of images")
+    return files
+
+
+def output_paths(files: list[Path], out: Path) -> list[Path]:
+    """`<out>/<name>_stylized.png` for each file; two inputs with one name would overwrite each other."""
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.stem in seen and seen[path.stem] != path:
+            raise UserInputError(f"{seen[path.stem]} and {path} would both be written to {out / (path.stem + SUFFIX)}; "
+                                 "stylise them in separate runs with different --out folders")
+        seen[path.stem] = path
+    return [out / (path.stem + SUFFIX) for path in files]
+
+
+@torch.no_grad()
+def stylize(network: nn.Module, image: Tensor) -> Tensor:
+    """The network's output for a (1, 3, H, W) image in [0, 1], on the network's device, back on the CPU."""
+    device = next(network.parameters()).device
+    return network(image.to(device)).cpu()
+
+
+def export_torchscript(network: nn.Module, path: Path) -> None:
+    with warnings.catch_warnings():  # torch.jit is deprecated in favour of torch.export; its files still load in C++
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.script(network.cpu())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scripted.save(str(path))
+
+
+def check_onnx_exporter() -> None:
+    """The dynamo exporter needs onnx and onnxscript (the `export` extra)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise UserInputError('--export onnx needs onnx and onnxscript; pip install "nst-research[export]"') from None
+
+
+def export_onnx(network: nn.Module, path: Path) -> None:
+    dynamic = torch.export.Dim.DYNAMIC
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(network.cpu(), (torch.rand(1, 3, 64, 64),), str(path), dynamo=True, verbose=False,
+                      external_data=False, input_names=["image"], output_names=["stylized"],
+                      dynamic_shapes={"image": {0: dynamic, 2: dynamic, 3: dynamic}})
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/stylize.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="a feed-forward run directory or its .ckpt file")
+    parser.add_argument("images", nargs="*", help="image files or folders (searched recursively)")
+    parser.add_argument("--size", type=int, default=None, help="long side in pixels (default: each image's own size)")
+    parser.add_argument("--out", type=Path, default=Path("stylized"), help="output folder (default: stylized)")
+    parser.add_argument("--export", choices=sorted(EXPORTS), action="append", default=[],
+                        help="also write the network as TorchScript (network.pt) or ONNX (network.onnx)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where the network runs (default: cuda if available, else cpu)")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
+    if not args.images and not args.export:
+        raise UserInputError("no images given; give image files or folders, or --export torchscript|onnx")
+    if args.size is not None and args.size < MIN_IMAGE_SIZE:
+        raise UserInputError(f"--size {args.size} is too small; give at least {MIN_IMAGE_SIZE} px")
+    if "onnx" in args.export:
+        check_onnx_exporter()
+    network = load_network(Path(args.checkpoint))
+    files = input_files(args.images)
+    outputs = output_paths(files, args.out)
+    for path in files:  # every image must read before anything is written
+        load_image(str(path))
+    try:
+        device = torch.device(args.device)
+        network.to(device)
+    except (RuntimeError, AssertionError) as error:  # an unknown device, or CUDA absent
+        raise UserInputError(f"--device {args.device}: {str(error).splitlines()[0]}; use --device cpu") from None
+    for path, output in zip(files, outputs, strict=True):
+        stylised = stylize(network, load_image(str(path), long_side=args.size))
+        save_image(stylised, output)
+        print(f"{path} -> {output} ({stylised.shape[-1]}x{stylised.shape[-2]})")
+    for kind in dict.fromkeys(args.export):
+        target = args.out / EXPORTS[kind]
+        (export_torchscript if kind == "torchscript" else export_onnx)(network, target)
+        print(f"{kind}: {target}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
