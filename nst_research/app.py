@@ -22,7 +22,7 @@ from types import ModuleType
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nst_research.cli import CONFIG_DIR
 from nst_research.errors import RunDiverged, UserInputError
@@ -57,6 +57,14 @@ def remove_unfinished_run_dir(output_dir: Path) -> None:
     (output_dir / f"{hydra_cfg.job.name}.log").unlink(missing_ok=True)
     if output_dir.is_dir() and not any(output_dir.iterdir()):
         output_dir.rmdir()
+
+
+def record_choices(cfg: DictConfig, choices: DictConfig) -> None:
+    """Record which option of each config group the run uses (`choices.style_loss: mrf`), so that config.yaml
+    and W&B's run table name them as the command line did; a resumed run keeps its own."""
+    with open_dict(cfg):
+        cfg.choices = {group.split("@")[0]: option for group, option in choices.items()
+                       if option is not None and not group.startswith(("hydra/", "term@"))}
 
 
 def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -98,6 +106,7 @@ def main(cfg: DictConfig) -> float:
     """
     hydra_cfg = HydraConfig.get()
     hydra_dir = Path(hydra_cfg.runtime.output_dir)
+    record_choices(cfg, hydra_cfg.runtime.choices)
     job = sweep_job(hydra_cfg)
     if job is not None:
         with_sweep_job(cfg, job)

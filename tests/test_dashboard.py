@@ -141,7 +141,7 @@ def check_report(spec: dict[str, Any], sweep: Path, final: str, media: str) -> N
 def nst_sweep(run_cli, tmp_path_factory: pytest.TempPathFactory) -> Path:
     sweep = tmp_path_factory.mktemp("dashboard") / "sweep"
     done = run_cli("-m", "style_weight=1e4,1e6", "optimizer=lbfgs,adam", "image_size=32", "iterations=6",
-                   f"hydra.sweep.dir={sweep}")
+                   "save_every=3", f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, done.stderr[-2000:]
     return sweep
 
@@ -247,3 +247,38 @@ def test_gan_sweep(run_cli, tmp_path):
     assert page.count('<tr class="run">') == 2
     assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', page)) == 2
     assert "val/frechet_distance" in page and "gan=dcgan" in page
+
+
+def leet_records(run_dir: Path) -> list[dict[str, Any]]:
+    log_dir = sorted((run_dir / "wandb").glob("offline-run-*"))[-1]
+    return [json.loads(line) for line in subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(log_dir)],
+        capture_output=True, text=True, check=True).stdout.splitlines()]
+
+
+def test_each_run_logs_aligned_images_summaries_a_results_table_and_an_artifact(nst_sweep):
+    """What a W&B dashboard needs of every run, read back from its offline log."""
+    for run_dir in sorted(p for p in nst_sweep.iterdir() if (p / "results.json").is_file()):
+        records = leet_records(run_dir)
+        metrics = [r["metric"] for r in records if r["type"] == "metric"]
+        assert next(m for m in metrics if m.get("name") == "loss/total")["step_metric"] == "trainer/global_step"
+        rows = [r["history"]["item"] for r in records if r["type"] == "history"]
+        image_rows = [row for row in rows if "image._type" in row and row["trainer/global_step"] > 0]
+        assert [row["trainer/global_step"] for row in image_rows] == [3]
+        assert "loss/total" in image_rows[0]  # the picture of step 3 is in the row of step 3's losses
+        result_row = next(row for row in rows if "result._type" in row)
+        assert "final/total" in result_row and result_row["trainer/global_step"] == 6
+        table = next(row for row in rows if row.get("results._type") == "table-file")
+        assert table["results.nrows"] == 1
+        files = sorted(run_dir.glob("wandb/offline-run-*/files/media/table/results_*.table.json"))
+        saved = json.loads(files[-1].read_text())
+        assert "image" in saved["columns"] and "final/total" in saved["columns"] and len(saved["data"]) == 1
+        assert any(r["type"] == "artifact" and r["artifact"]["type"] == "result" for r in records)
+        assert list((run_dir / "wandb" / "data" / "artifacts").glob("staging*"))  # staged in the run directory
+        config = next(r["config"]["update"] for r in records if r["type"] == "config")
+        assert not {"output_dir", "logger", "resume"} & set(config)
+        assert "dir" not in json.dumps(config.get("sweep", {}))
+        summary = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json",
+                                  str(sorted((run_dir / "wandb").glob("offline-run-*"))[-1])],
+                                 capture_output=True, text=True, check=True).stdout
+        assert set(json.loads(summary)["summary"]["loss/total"]) == {"min", "last"}

@@ -162,6 +162,8 @@ def test_issue_command(run_cli, tmp_path):
     assert (run_dir / "result.png").is_file() and (run_dir / "config.yaml").is_file()
     assert (run_dir / ".hydra" / "overrides.yaml").is_file()
     assert str(run_dir / "result.png") in result.stdout
+    choices = yaml.safe_load((run_dir / "config.yaml").read_text())["choices"]  # each group's option, by name
+    assert choices["optimizer"] == "lbfgs" and choices["style_loss"] == "gram" and choices["task"] == "nst"
 
 
 BAD_INPUT = [
@@ -169,6 +171,7 @@ BAD_INPUT = [
     pytest.param(["iterations=0"], "iterations", id="zero-iterations"),
     pytest.param(["style_weight=-1"], "style_weight", id="negative-style-weight"),
     pytest.param(["layers.style=[conv9_9]", "layers.style_weights=null"], "conv9_9", id="unknown-layer"),
+    pytest.param(["layers.style=[relu9_1]"], "['relu9_1']; valid names are: conv1_1", id="unknown-layer-before-count"),
     pytest.param(["model=vgg19_file", "model.path=/nonexistent/vgg19.pth"], "/nonexistent/vgg19.pth",
                  id="missing-weights-file"),
 ]
@@ -256,4 +259,6 @@ def test_other_style_losses_run_end_to_end(style_loss, compose_cfg, tmp_path):
     results = run_style_transfer(cfg)
     assert results["status"] == "completed"
     assert results["final_losses"]["style"] < results["initial_losses"]["style"]
-    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["style_loss"] == style_loss
+    classes = {"mean_std": "MeanStdStyleLoss", "wasserstein": "WassersteinStyleLoss"}
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())["style_loss"]
+    assert saved["_target_"].endswith(classes[style_loss])

@@ -30,6 +30,7 @@ from nst_research.nst.module import StyleTransferModule
 from nst_research.nst.objective import StyleTransferObjective
 from nst_research.nst.results import BatchedResults, ScaleRecord, StyleTransferResults
 from nst_research.tracking.lifecycle import RunLifecycle
+from nst_research.tracking.loggers import log_images
 
 ELEMENTWISE_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.SGD")
 WEIGHT_KEYS = ("content_weight", "style_weight", "tv_weight")
@@ -114,16 +115,15 @@ class BatchedStyleTransferModule(StyleTransferModule):
             for logger in element.run.loggers:
                 logger.log_metrics(metrics, step=self.run_step)
 
-    def save_intermediate(self, step: int) -> None:
+    def save_intermediate(self, step: int, with_metrics: bool = False) -> None:
+        """Each element's image; its own W&B row at the step (its losses went straight to its loggers)."""
         for image, element in zip(self.output_image(), self.elements):
             save_image(image, element.output_dir / "intermediate" / f"step_{step:05d}.png")
         self.log_image("image", step)
 
-    def log_image(self, key: str, step: int) -> None:
+    def log_image(self, key: str, step: int, with_metrics: bool = False) -> None:
         for image, element in zip(self.output_image().cpu(), self.elements):
-            for logger in element.run.loggers:
-                if hasattr(logger, "log_image"):
-                    logger.log_image(key=key, images=[image], step=step)
+            log_images(element.run.loggers, key, [image], step, with_metrics)
 
     def diverged(self) -> list[int]:
         """The elements whose latest total loss is not finite."""
@@ -188,9 +188,8 @@ def partial_outcome(module: BatchedStyleTransferModule, elements: list[Element],
                                       loss_evaluations=module.loss_evaluations,
                                       initial_losses=module.initial_elements[b], final_losses=final))
             save_image(module.output_image()[b], element.output_dir / "result.png")
+            log_images(element.run.loggers, "result", [module.output_image()[b].cpu()], step, with_metrics=True)
             for logger in element.run.loggers:
-                if hasattr(logger, "log_image"):
-                    logger.log_image(key="result", images=[module.output_image()[b].cpu()], step=step)
                 logger.log_metrics({f"scale/{max(size)}px/{k}": v for k, v in final.items()}, step=step)
                 logger.log_metrics({f"final/{k}": v for k, v in final.items()}, step=step)
         return StyleTransferResults.of(status, scales, element.seed, str(module.device), error)

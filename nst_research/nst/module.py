@@ -17,6 +17,7 @@ from nst_research.nst.color import with_chroma
 from nst_research.nst.images import save_image
 from nst_research.nst.objective import StyleTransferObjective
 from nst_research.nst.terms import Buffers
+from nst_research.tracking.loggers import log_images
 
 
 class StyleTransferCheckpoint(TypedDict):
@@ -171,7 +172,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def on_train_batch_end(self, outputs: object, batch: int, batch_idx: int) -> None:
         if self.run_step % self.save_every == 0 and self.global_step != self.iterations:
-            self.save_intermediate(self.run_step)
+            self.save_intermediate(self.run_step, with_metrics=self.checks_loss(batch_idx))
 
     def current_image(self) -> Tensor:
         """The output in the network's space: the image, or the average of its iterates with `ema_decay`."""
@@ -184,11 +185,13 @@ class StyleTransferModule(pl.LightningModule):
             image = with_chroma(image, self.chroma)
         return image.clamp(0, 1)
 
-    def save_intermediate(self, step: int) -> None:
+    def save_intermediate(self, step: int, with_metrics: bool = False) -> None:
+        """The image to intermediate/ and the loggers (in the row of the step's losses when they are logged),
+        and the checkpoint."""
         if self.trainer.is_global_zero:
             save_image(self.output_image(), self.output_dir / "intermediate" / f"step_{step:05d}.png")
             self.save_checkpoint()
-            self.log_image("image", step)
+            self.log_image("image", step, with_metrics)
 
     def checkpoint_state(self) -> StyleTransferCheckpoint:
         """What `resume` needs to continue this scale. L-BFGS's history (hundreds of image-sized
@@ -206,9 +209,7 @@ class StyleTransferModule(pl.LightningModule):
         state = self.checkpoint_state()
         write_atomic(self.output_dir / "checkpoint.pt", lambda f: torch.save(state, f))
 
-    def log_image(self, key: str, step: int) -> None:
-        """Send the current image to every logger that takes images (W&B)."""
-        image = self.output_image().squeeze(0).cpu()
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image(key=key, images=[image], step=step)
+    def log_image(self, key: str, step: int, with_metrics: bool = False) -> None:
+        """Send the current image to the loggers that take images (W&B); `with_metrics`: into the row of the
+        metrics logged next, at the same step."""
+        log_images(self.loggers, key, [self.output_image().squeeze(0).cpu()], step, with_metrics)

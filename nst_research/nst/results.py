@@ -31,6 +31,10 @@ class StyleTransferResults(RunResults):
     final_losses: dict[str, float] = field(default_factory=dict)
     scales: list[ScaleRecord] = field(default_factory=list)
 
+    def headline(self) -> dict[str, Any]:
+        return {**{f"final/{term}": self.final_losses.get(term) for term in ("total", "content", "style", "tv")},
+                "steps": self.steps}
+
     @classmethod
     def of(cls, status: str, scales: list[ScaleRecord], seed: int, device: str | None,
            error: str | None = None) -> "StyleTransferResults":

@@ -200,7 +200,7 @@ def save_outcome(module: StyleTransferModule | None, done: list[ScaleRecord], lo
         scales.append(scale_record(module, loggers))
         save_image(module.output_image(), output_dir / "result.png")
         module.save_checkpoint()
-        module.log_image("result", module.run_step)
+        module.log_image("result", module.run_step, with_metrics=True)  # in the row of final/*
         for logger in loggers:
             logger.log_metrics({f"final/{k}": v for k, v in scales[-1].final_losses.items()}, step=module.run_step)
     device = str(module.device) if module is not None else None
@@ -220,7 +220,7 @@ def element_configs(cfg: DictConfig, values: dict[str, list[Any]]) -> list[batch
         overrides = [f"{key}={values[key][b]}" for key in listed]
         name = ",".join(f"{key}={values[key][b]}" for key in varying) or f"job {b}"
         with_sweep_job(element, {"dir": str(output_dir), "group": sweep_group(output_dir), "job": b, "name": name,
-                                 "overrides": overrides})
+                                 "overrides": overrides, "differing": [f"{key}={values[key][b]}" for key in varying]})
         if "wandb" in (element.get("logger") or {}):
             with open_dict(element):
                 element.logger.wandb.reinit = "create_new"  # the batch's W&B runs are open at the same time

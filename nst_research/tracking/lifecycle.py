@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from nst_research.errors import RunDiverged
-from nst_research.tracking.loggers import finish_loggers, instantiate_loggers
+from nst_research.tracking.loggers import finish_loggers, instantiate_loggers, publish
 from nst_research.tracking.results import RunResults, read_results, write_results
 
 # Where a run writes, rather than what it is: left out of the loggers' hyper-parameters (config.yaml keeps all).
@@ -101,12 +101,22 @@ class RunLifecycle:
         status, message = status_of(error), error_message(error)
         try:
             self.results = self.finish(status, message)
+            self.results.wall_time_s = round(self.elapsed, 3)
+            if self.primary:
+                write_results(self.output_dir / "results.json", self.results)
+                publish(self.loggers, self.output_dir, self.table_row(), self.results.result, self.results.artifacts())
         finally:
             finish_loggers(self.loggers, "success" if status == "completed" else "failed")
-        self.results.wall_time_s = round(self.elapsed, 3)
-        if self.primary:
-            write_results(self.output_dir / "results.json", self.results)
         return False  # the error, if any, goes on to the app
+
+    def table_row(self) -> dict[str, Any]:
+        """This run's row of the W&B results table: its name, the settings that vary in its sweep, its
+        status, headline numbers, steps and time."""
+        sweep = self.config.get("sweep") or {}
+        settings = dict(item.split("=", 1) for item in sweep.get("differing", []) if "=" in item)
+        results = self.results
+        return {"run": sweep.get("name") or self.output_dir.name, **settings, "status": results.status,
+                **results.headline(), "wall_time_s": results.wall_time_s}
 
 
 def record_failure(output_dir: Path, config: Mapping[str, Any], loggers: Mapping[str, Any] | None, task: str,

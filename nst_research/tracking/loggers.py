@@ -27,6 +27,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from nst_research.atomic import write_atomic
 from nst_research.tracking.console import notice
+from nst_research.tracking.results import Artifact
 
 
 def wandb_host() -> str:
@@ -99,12 +100,66 @@ def wandb_logger(**kwargs: Any) -> Logger | None:
             continue
         finally:  # WandbLogger(offline=True) sets WANDB_MODE; the next job of a multirun decides afresh
             restore_env("WANDB_MODE", requested)
+        declare_metrics(run)
         if offline:
             notice(f"W&B: {reason}; logging offline to {run.dir.removesuffix('/files')} "
                    "(upload later with `wandb sync <that dir>`)")
         return logger
     notice(f"{reason}; continuing without W&B (losses are still logged locally)")
     return None
+
+
+STEP_METRIC = "trainer/global_step"  # the x-axis: the run's step (across scales and resumes) as each task logs it
+# Metrics whose W&B summary keeps their minimum beside the last value. Named one by one: W&B applies the
+# first matching glob, and Lightning's WandbLogger has already declared `*` against the step metric.
+SUMMARIZED = ("loss/total", "loss/content", "loss/style", "loss/tv", "train/d_loss", "train/g_loss",
+              "val/frechet_distance", "train/total", "val/total")
+
+
+def declare_metrics(run: Any) -> None:
+    """Tell W&B the step metric of the curves and summarise the losses by their minimum and last value."""
+    for name in SUMMARIZED:
+        run.define_metric(name, step_metric=STEP_METRIC, summary="min,last")
+
+
+def log_images(loggers: list[Logger], key: str, images: list[Any], step: int, with_metrics: bool = False) -> None:
+    """Images to W&B at `step`. With `with_metrics`, the step's metrics are about to be logged: the images
+    join their row, so that one step slider serves the media panel and the curves."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            row = {key: [wandb.Image(image) for image in images], STEP_METRIC: step}
+            logger.experiment.log(row, commit=not with_metrics)
+
+
+def publish(loggers: list[Logger], output_dir: Path, row: dict[str, Any], image: str | None,
+            artifacts: list[Artifact]) -> None:
+    """The run's row of the `results` W&B table (with its image) and its artifacts. W&B shows the rows of
+    every run of a group in one table. Offline, artifact files are staged inside the run directory
+    (WANDB_DATA_DIR), so that `wandb sync` from another machine carries them. Never stops a run."""
+    for logger in loggers:
+        if not isinstance(logger, WandbLogger):
+            continue
+        data_dir = os.environ.get("WANDB_DATA_DIR")
+        try:
+            import wandb
+
+            run = logger.experiment
+            picture = wandb.Image(str(output_dir / image)) if image and (output_dir / image).is_file() else None
+            run.log({"results": wandb.Table(columns=[*row, "image"], data=[[*row.values(), picture]])})
+            os.environ["WANDB_DATA_DIR"] = str(output_dir / "wandb" / "data")
+            for spec in artifacts:
+                files = [output_dir / name for name in spec.files if (output_dir / name).is_file()]
+                if files:
+                    artifact = wandb.Artifact(f"{spec.kind}-{run.id}", type=spec.kind)
+                    for file in files:
+                        artifact.add_file(str(file), name=file.name)
+                    run.log_artifact(artifact, aliases=spec.aliases)
+        except Exception as error:  # W&B must never stop a run
+            notice(f"W&B: could not log the results table or artifacts ({type(error).__name__}: {error})")
+        finally:
+            restore_env("WANDB_DATA_DIR", data_dir)
 
 
 class KeepingExperimentWriter(ExperimentWriter):

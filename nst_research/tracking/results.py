@@ -5,13 +5,22 @@ rest (`StyleTransferResults`, `GANResults`), so the file's contents are a declar
 """
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nst_research.atomic import write_atomic
 
 STATUSES = ("completed", "failed", "interrupted", "diverged")
+
+
+@dataclass
+class Artifact:
+    """Files of a run's directory that W&B versions as one artifact (`<kind>-<run id>`, of type `kind`)."""
+
+    kind: str
+    files: list[str]
+    aliases: list[str] = field(default_factory=lambda: ["latest"])
 
 
 @dataclass(kw_only=True)
@@ -24,6 +33,14 @@ class RunResults:
     seed: int | None = None
     result: str | None = None  # the headline file (an image), relative to the run directory
     error: str | None = None
+
+    def headline(self) -> dict[str, Any]:
+        """The numbers a comparison of runs shows first (the results table's columns)."""
+        return {}
+
+    def artifacts(self) -> list[Artifact]:
+        """What W&B versions: the result, its results.json and config.yaml."""
+        return [Artifact("result", [name for name in (self.result, "results.json", "config.yaml") if name])]
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)

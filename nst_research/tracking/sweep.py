@@ -50,6 +50,7 @@ def sweep_job(hydra_cfg: DictConfig) -> dict[str, Any] | None:
         "job": hydra_cfg.job.num,
         "name": ",".join(differing) or f"job {hydra_cfg.job.num}",
         "overrides": overrides,
+        "differing": differing,
     }
 
 
