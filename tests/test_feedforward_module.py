@@ -17,6 +17,7 @@ from PIL import Image
 
 from nst_research.errors import RunDiverged
 from nst_research.features import VGGFeatures
+from nst_research.feedforward import module as module_file
 from nst_research.feedforward.checkpoint import load_network
 from nst_research.feedforward.data import DemoPhotos
 from nst_research.feedforward.module import FeedForwardModule
@@ -28,17 +29,6 @@ from nst_research.nst.terms import ContentTerm, StyleTerm, TVTerm
 pytestmark = pytest.mark.filterwarnings("ignore:.*random.*:UserWarning")
 NETWORK = {"_target_": "nst_research.feedforward.network.JohnsonNet", "width": 4, "blocks": 1}
 SIZE, STEPS_PER_EPOCH = 32, 3
-
-
-class ImageLogger(CSVLogger):
-    """A CSV logger that also takes images, as W&B's does: records (key, step, image shape)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.images: list[tuple[str, int, tuple[int, ...]]] = []
-
-    def log_image(self, key: str, images: list[torch.Tensor], step: int) -> None:
-        self.images.append((key, step, tuple(images[0].shape)))
 
 
 def objective() -> StyleTransferObjective:
@@ -56,12 +46,13 @@ def make_module(photos: DemoPhotos, output_dir: Path) -> FeedForwardModule:
                              blend=[1.0], samples=photos.validation_images(), sample_every=4, output_dir=output_dir)
 
 
-def make_trainer(run_dir: Path, max_epochs: int, logger: CSVLogger) -> pl.Trainer:
+def make_trainer(run_dir: Path, max_epochs: int) -> pl.Trainer:
     """Checkpoints: the best by validation loss, and the latest (save_last=True would update last.ckpt only when
     the best improves)."""
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/total")
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last")
-    return pl.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=logger, callbacks=[best, last],
+    return pl.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, callbacks=[best, last],
+                      logger=CSVLogger(run_dir, name="csv", version=""),
                       log_every_n_steps=1, num_sanity_val_steps=0, enable_progress_bar=False,
                       enable_model_summary=False)
 
@@ -74,9 +65,12 @@ def trained(tmp_path_factory):
     photos = DemoPhotos(image_size=SIZE, batch_size=2, steps_per_epoch=STEPS_PER_EPOCH)
     photos.setup()
     module = make_module(photos, run_dir)
-    logger = ImageLogger(run_dir, name="csv", version="")
-    make_trainer(run_dir, max_epochs=2, logger=logger).fit(module, datamodule=photos)
-    return run_dir, module, photos, logger
+    images = []  # what W&B would receive: (key, step, with the step's losses, grid shape)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module_file, "log_images", lambda loggers, key, grids, step, with_metrics=False:
+                      images.append((key, step, with_metrics, tuple(grids[0].shape))))
+        make_trainer(run_dir, max_epochs=2).fit(module, datamodule=photos)
+    return run_dir, module, photos, images
 
 
 def metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -90,8 +84,8 @@ def test_logs_every_term_for_training_and_validation(trained):
     keys = set(rows[0])
     for split in ("train", "val"):
         assert {f"{split}/{term}" for term in ("total", "content", "style", "tv", "style/relu1_1")} <= keys
-    assert sum(1 for row in rows if row["train/total"]) == 2 * STEPS_PER_EPOCH  # every step
-    assert sum(1 for row in rows if row["val/total"]) == 2  # after each epoch
+    assert [row["step"] for row in rows if row["train/total"]] == [str(s) for s in range(1, 7)]  # every step
+    assert [row["step"] for row in rows if row["val/total"]] == ["3", "6"]  # after each epoch
 
 
 def test_training_lowers_the_held_out_loss(trained):
@@ -103,12 +97,14 @@ def test_training_lowers_the_held_out_loss(trained):
 
 
 def test_sample_grids_show_the_held_out_images_over_their_stylisations(trained):
-    run_dir, module, photos, logger = trained
+    run_dir, module, photos, images = trained
     saved = sorted(p.name for p in (run_dir / "samples").iterdir())
     assert saved == ["step_000000.png", "step_000004.png", "step_000006.png"]  # start, every 4 steps, end
     grid = Image.open(run_dir / "samples" / "step_000006.png")
     assert grid.size == (2 * (SIZE + 2) + 2, 2 * (SIZE + 2) + 2)  # two held-out images, two rows
-    assert [(key, step) for key, step, _ in logger.images] == [("samples", 0), ("samples", 4), ("samples", 6)]
+    grid_shape = (3, grid.size[1], grid.size[0])
+    assert images == [("samples", 0, False, grid_shape), ("samples", 4, True, grid_shape),  # step 4: in its row
+                      ("samples", 6, False, grid_shape)]  # after the last step's row
     top_left = torch.tensor(list(grid.crop((2, 2, 2 + SIZE, 2 + SIZE)).getdata()), dtype=torch.float32) / 255
     expected = photos.validation_images()[0].permute(1, 2, 0).reshape(-1, 3)
     assert (top_left - expected).abs().max() < 1 / 255 + 1e-6  # the first held-out image, as is
@@ -130,7 +126,7 @@ def test_checkpoint_rebuilds_the_network_alone(trained):
 def test_resume_continues_the_steps_and_keeps_the_initial_losses(trained, tmp_path):
     run_dir, module, photos, _ = trained
     resumed = make_module(photos, tmp_path)
-    trainer = make_trainer(tmp_path, max_epochs=3, logger=CSVLogger(tmp_path, name="csv", version=""))
+    trainer = make_trainer(tmp_path, max_epochs=3)
     trainer.fit(resumed, datamodule=photos, ckpt_path=run_dir / "checkpoints" / "last.ckpt")
     assert trainer.global_step == 3 * STEPS_PER_EPOCH
     assert resumed.initial_losses == module.initial_losses

@@ -10,10 +10,11 @@ The objective has this interface: `set_styles(styles, blend)` (style targets, on
 "style/<layer>": ...}`.
 
 Logged: `train/<term>` every step, `val/<term>` on the held-out images (the checkpoint callback can monitor
-`val/total`). A grid of the held-out images (top row) and their stylisations (bottom row) is saved as
-`samples/step_XXXXXX.png` at the start, every `sample_every` steps and at the end, and sent to loggers that
-take images (W&B), at the step of the losses; rank zero only. `initial_losses` are the held-out images'
-terms before training; `evaluate()` gives them at any time (the final losses after fitting).
+`val/total`), both at `step`, the optimizer steps taken. A grid of the held-out images (top row) and their
+stylisations (bottom row) is saved as `samples/step_XXXXXX.png` at the start, every `sample_every` steps and
+at the end, and sent to W&B in the row of that step's losses when they are logged; rank zero only.
+`initial_losses` are the held-out images' terms before training; `evaluate()` gives them at any time (the
+final losses after fitting).
 
 A checkpoint holds what `nst_research.feedforward.checkpoint` needs to rebuild the network alone: the
 network's `_target_` node in `hyper_parameters["network"]`, its weights under `network.`. The objective is
@@ -34,6 +35,7 @@ from torchvision.utils import make_grid
 from nst_research.errors import RunDiverged
 from nst_research.feedforward.checkpoint import NETWORK_KEY, build_network
 from nst_research.nst.images import save_image
+from nst_research.tracking.loggers import log_images
 
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
 
@@ -103,18 +105,20 @@ class FeedForwardModule(pl.LightningModule):
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0 and not torch.isfinite(total):
             raise RunDiverged(f"the training loss became {total.item()} at step {self.global_step + 1}; "
                               "lower the learning rate or the style weight", self.global_step + 1)
-        self.log_dict({f"train/{key}": value.detach() for key, value in losses.items()},
-                      sync_dist=True, batch_size=len(batch))
+        values = {f"train/{key}": value.detach() for key, value in losses.items()}
+        values["step"] = float(self.global_step + 1)  # the x-axis: steps taken, as in the grids' names
+        self.log_dict(values, sync_dist=True, batch_size=len(batch))
         return total
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         losses = self.losses(batch)
-        self.log_dict({f"val/{key}": value for key, value in losses.items()}, on_epoch=True, sync_dist=True,
-                      batch_size=len(batch))
+        values = {f"val/{key}": value for key, value in losses.items()}
+        values["step"] = float(self.global_step)
+        self.log_dict(values, on_epoch=True, sync_dist=True, batch_size=len(batch))
 
     def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
-        if self.global_step % self.sample_every == 0:
-            self.save_samples()
+        if self.global_step % self.sample_every == 0:  # Lightning logs this step's losses next, if it logs them
+            self.save_samples(with_metrics=self.global_step % self.trainer.log_every_n_steps == 0)
 
     def on_train_end(self) -> None:
         if self.last_sample_step != self.global_step:
@@ -129,15 +133,14 @@ class FeedForwardModule(pl.LightningModule):
         self.network.train(was_training)
         return make_grid(torch.cat([self.samples, stylised]), nrow=len(self.samples), padding=2, pad_value=1.0)
 
-    def save_samples(self) -> None:
-        """Save the grid as samples/step_XXXXXX.png and send it to loggers that take images; rank zero only."""
+    def save_samples(self, with_metrics: bool = False) -> None:
+        """Save the grid as samples/step_XXXXXX.png and send it to W&B (`with_metrics`: into the row of the losses
+        logged next); rank zero only."""
         if self.output_dir is None or not self.trainer.is_global_zero:
             return
         grid = self.sample_grid().cpu()
         save_image(grid, self.output_dir / "samples" / f"step_{self.global_step:06d}.png")
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image(key="samples", images=[grid], step=self.global_step)
+        log_images(self.loggers, "samples", [grid], self.global_step, with_metrics)
         self.last_sample_step = self.global_step
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
