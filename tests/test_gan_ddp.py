@@ -1,6 +1,7 @@
 """GAN training under DDP on CPU (`trainer=ddp_cpu`, two processes) gives one run's outputs, each process
 trains on its own shard of the data, and the metric is a one-device run's; style transfer refuses DDP."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -35,9 +36,10 @@ def cache(tmp_path_factory) -> Path:
 def ddp_run(run_cli, tmp_path_factory, cache):
     root = tmp_path_factory.mktemp("gan_ddp")
     run_dir, probe_dir = root / "run", root / "probe"
-    result = run_cli(*TINY, "trainer=ddp_cpu", "trainer.devices=2", f"metric.cache_dir={cache}",
-                     f"hydra.run.dir={run_dir}", "+callbacks.probe._target_=ddp_probe.RecordBatches",
-                     f"+callbacks.probe.out_dir={probe_dir}", env={"PYTHONPATH": str(Path(__file__).parent)})
+    result = run_cli(*TINY, "trainer=ddp_cpu", "trainer.devices=2", "trainer.log_every_n_steps=2",
+                     f"metric.cache_dir={cache}", f"hydra.run.dir={run_dir}",
+                     "+callbacks.probe._target_=ddp_probe.RecordBatches", f"+callbacks.probe.out_dir={probe_dir}",
+                     env={"PYTHONPATH": str(Path(__file__).parent)})
     return result, run_dir, probe_dir
 
 
@@ -55,6 +57,13 @@ def test_two_processes_write_one_run(ddp_run):
     assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1  # one W&B run, not one per process
     assert len(list(run_dir.rglob("offline-run-*"))) == 1
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_000000.png"]
+
+
+def test_training_values_are_logged_on_logged_steps(ddp_run):
+    """Every process hands its values (averaged over the processes) to Lightning on the same steps only."""
+    _, run_dir, _ = ddp_run
+    rows = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
+    assert [int(row["step"]) for row in rows if row.get("train/d_loss")] == [1]  # the second of 3 batches
 
 
 def test_each_process_trains_on_its_own_shard(ddp_run):
@@ -84,12 +93,12 @@ def test_metric_is_the_one_device_value(ddp_run, compose_cfg, cache):
                                        ["+trainer.num_nodes=2"], ["+trainer.strategy=ddp"]])
 def test_style_transfer_refuses_several_devices(compose_cfg, overrides):
     with pytest.raises(UserInputError, match="task=nst optimises one image on one device.*use trainer=default"):
-        check_one_device(compose_cfg(overrides))
+        check_one_device(compose_cfg(overrides).trainer)
 
 
 @pytest.mark.parametrize("trainer", ["default", "cpu", "gpu", "mps"])
 def test_style_transfer_takes_one_device_presets(compose_cfg, trainer):
-    check_one_device(compose_cfg([f"trainer={trainer}"]))
+    check_one_device(compose_cfg([f"trainer={trainer}"]).trainer)
 
 
 def test_style_transfer_with_ddp_is_a_one_line_error(run_cli, tmp_path):

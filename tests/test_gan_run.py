@@ -26,7 +26,8 @@ def cli_run(run_cli, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("gan_cli") / "run"
     result = run_cli("task=gan", "gan=fc", "gan.loss=hinge", "gan.d_steps=2", "gan.gradient_clip_val=1.0",
                      f"trainer.max_epochs={EPOCHS}", f"+trainer.limit_train_batches={BATCHES}", "metric.samples=64",
-                     "sample_every=1", "grid_size=16", "trainer.log_every_n_steps=1", f"metric.cache_dir={cache}", f"hydra.run.dir={run_dir}")
+                     "sample_every=1", "grid_size=16", "trainer.log_every_n_steps=1", f"metric.cache_dir={cache}",
+                     f"hydra.run.dir={run_dir}")
     return result, run_dir
 
 
@@ -100,10 +101,12 @@ def test_failed_run_still_writes_results(compose_cfg, tmp_path, tmp_path_factory
     ("gan.noise=cauchy", "gan.noise=cauchy: choose uniform or normal"),
     ("gan.loss=wgan", "gan.loss=wgan is not a GAN loss"),
     ("gan.image_size=48", "image_size=48: DCGAN64 makes 32x32 or 64x64 images"),
+    ("gan=_common", "gan.generator or gan.discriminator is not set; choose a gan= option that sets both"),
 ])
 def test_bad_settings_are_clear_errors(compose_cfg, tmp_path, override, message):
-    gan = "dcgan64" if "image_size" in override else "fc"
-    cfg = compose_cfg(["task=gan", f"gan={gan}", override, "logger=none"], output_dir=tmp_path / "run")
+    gan = "gan=dcgan64" if "image_size" in override else "gan=fc"
+    overrides = [override] if override.startswith("gan=") else [gan, override]
+    cfg = compose_cfg(["task=gan", *overrides, "logger=none"], output_dir=tmp_path / "run")
     with pytest.raises(UserInputError, match=message):
         run_gan(cfg)
     assert not (tmp_path / "run").exists()

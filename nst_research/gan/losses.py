@@ -1,52 +1,76 @@
-"""GAN objectives on raw discriminator outputs (logits or critic scores), as pure tensor functions.
+"""GAN objectives on raw discriminator outputs (logits or critic scores), each a `_target_` node in
+`conf/gan/loss/` that `gan.loss=<name>` picks.
 
-Each loss is a pair (discriminator loss of real and fake outputs, generator loss of fake outputs);
-`GANLoss.score` maps outputs to the number logged as D(x) and D(G(z)).
+A loss is a class with a discriminator loss of the real and fake outputs, a generator loss of the fake
+outputs, and `score`, which maps outputs to the number logged as D(x) and D(G(z)). Any loss takes a
+gradient penalty (`gradient_penalty_weight`, Gulrajani et al., 2017), which WGAN-GP sets to 10.
 """
-
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nst_research.errors import UserInputError
+
+class GANLoss:
+    """The interface `GANModule` uses; a new loss subclasses it and has a YAML in conf/gan/loss/."""
+
+    def __init__(self, gradient_penalty_weight: float = 0.0) -> None:
+        self.gradient_penalty_weight = gradient_penalty_weight
+
+    def discriminator(self, real: Tensor, fake: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def generator(self, fake: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def score(self, output: Tensor) -> Tensor:
+        """What is logged as D(x) and D(G(z)): the raw output unless a loss reads it otherwise."""
+        return output
 
 
-def bce_discriminator(real: Tensor, fake: Tensor) -> Tensor:
-    """Goodfellow et al. (2014): -log D(x) - log(1 - D(G(z))), with D = sigmoid(logit)."""
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
+class NonSaturatingLoss(GANLoss):
+    """Goodfellow et al. (2014): D minimises -log D(x) - log(1 - D(G(z))), with D = sigmoid(logit); G the
+    non-saturating -log D(G(z)). Logged as probabilities."""
+
+    def discriminator(self, real: Tensor, fake: Tensor) -> Tensor:
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+    def generator(self, fake: Tensor) -> Tensor:
+        return F.softplus(-fake).mean()
+
+    def score(self, output: Tensor) -> Tensor:
+        return torch.sigmoid(output)
 
 
-def bce_generator(fake: Tensor) -> Tensor:
-    """The non-saturating generator loss: -log D(G(z))."""
-    return F.softplus(-fake).mean()
+class LeastSquaresLoss(GANLoss):
+    """Mao et al. (2017), targets a=0 (fake), b=c=1 (real): D 1/2 (D(x) - 1)^2 + 1/2 D(G(z))^2;
+    G 1/2 (D(G(z)) - 1)^2."""
+
+    def discriminator(self, real: Tensor, fake: Tensor) -> Tensor:
+        return 0.5 * (real - 1).square().mean() + 0.5 * fake.square().mean()
+
+    def generator(self, fake: Tensor) -> Tensor:
+        return 0.5 * (fake - 1).square().mean()
 
 
-def lsgan_discriminator(real: Tensor, fake: Tensor) -> Tensor:
-    """Mao et al. (2017), targets a=0 (fake), b=1 (real): 1/2 (D(x) - 1)^2 + 1/2 D(G(z))^2."""
-    return 0.5 * (real - 1).square().mean() + 0.5 * fake.square().mean()
+class WassersteinLoss(GANLoss):
+    """Arjovsky et al. (2017): the critic minimises D(G(z)) - D(x), the generator -D(G(z))."""
+
+    def discriminator(self, real: Tensor, fake: Tensor) -> Tensor:
+        return fake.mean() - real.mean()
+
+    def generator(self, fake: Tensor) -> Tensor:
+        return -fake.mean()
 
 
-def lsgan_generator(fake: Tensor) -> Tensor:
-    """Mao et al. (2017), target c=1: 1/2 (D(G(z)) - 1)^2."""
-    return 0.5 * (fake - 1).square().mean()
+class HingeLoss(GANLoss):
+    """Lim & Ye (2017); Miyato et al. (2018): D max(0, 1 - D(x)) + max(0, 1 + D(G(z))); G -D(G(z))."""
 
+    def discriminator(self, real: Tensor, fake: Tensor) -> Tensor:
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
 
-def wasserstein_discriminator(real: Tensor, fake: Tensor) -> Tensor:
-    """Arjovsky et al. (2017) critic loss: D(G(z)) - D(x) (the gradient penalty is added separately)."""
-    return fake.mean() - real.mean()
-
-
-def hinge_discriminator(real: Tensor, fake: Tensor) -> Tensor:
-    """Lim & Ye (2017); Miyato et al. (2018): max(0, 1 - D(x)) + max(0, 1 + D(G(z)))."""
-    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-
-
-def negated_score(fake: Tensor) -> Tensor:
-    """The generator loss of WGAN and hinge GANs: -D(G(z))."""
-    return -fake.mean()
+    def generator(self, fake: Tensor) -> Tensor:
+        return -fake.mean()
 
 
 def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
@@ -56,25 +80,3 @@ def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor) -> Te
     mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(discriminator(mixed).sum(), mixed, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1).square().mean()
-
-
-@dataclass(frozen=True)
-class GANLoss:
-    discriminator: Callable[[Tensor, Tensor], Tensor]
-    generator: Callable[[Tensor], Tensor]
-    gradient_penalty_weight: float = 0.0
-    score: Callable[[Tensor], Tensor] = torch.Tensor.detach  # bce: the probability sigmoid(logit)
-
-
-LOSSES = {
-    "bce": GANLoss(bce_discriminator, bce_generator, score=torch.sigmoid),
-    "lsgan": GANLoss(lsgan_discriminator, lsgan_generator),
-    "wgan_gp": GANLoss(wasserstein_discriminator, negated_score, gradient_penalty_weight=10.0),
-    "hinge": GANLoss(hinge_discriminator, negated_score),
-}
-
-
-def get_loss(name: str) -> GANLoss:
-    if name not in LOSSES:
-        raise UserInputError(f"gan.loss={name} is not a GAN loss; choose one of: {', '.join(LOSSES)}")
-    return LOSSES[name]

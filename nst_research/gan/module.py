@@ -8,7 +8,8 @@ zero alone saves the grids and scores the metric (on the whole validation set, a
 shares the value with the other processes.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,19 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 METRIC_KEY = "val/frechet_distance"
 
 
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Inside, `module`'s parameters get no gradient (inputs still get theirs through it)."""
+    parameters = [p for p in module.parameters() if p.requires_grad]
+    for p in parameters:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in parameters:
+            p.requires_grad_(True)
+
+
 def sample_noise(shape: tuple[int, ...], distribution: str, generator: torch.Generator | None = None,
                  device: torch.device | str = "cpu") -> Tensor:
     """Noise: `uniform` on (-1, 1) or standard `normal`."""
@@ -36,11 +50,13 @@ def sample_noise(shape: tuple[int, ...], distribution: str, generator: torch.Gen
 
 
 class GANModule(pl.LightningModule):
-    """A generator and a discriminator trained against each other with `loss` (see `gan.losses`).
+    """A generator and a discriminator trained against each other with `loss` (see `nst_research.gan.losses`).
 
     `metric` (optional) is a Frechet distance whose real features `set_reference` fills once.
     Logged: train/d_loss, train/g_loss, train/d_real and train/d_fake (mean D(x) and D(G(z)): a
-    probability for bce, the raw score otherwise), train/gradient_penalty (wgan_gp), val/frechet_distance.
+    probability for bce, the raw score otherwise), train/gradient_penalty (wgan_gp, or any loss given a
+    gradient penalty weight), val/frechet_distance. The training values reach Lightning only on the
+    steps it logs; `final_losses` gives the last batch's.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: GANLoss,
@@ -57,7 +73,7 @@ class GANModule(pl.LightningModule):
         self.output_dir, self.metric = output_dir, metric
         self.automatic_optimization = False
         self.generator_steps = self.discriminator_steps = 0
-        self.last_logged: dict[str, Tensor] = {}
+        self.last_outputs: dict[str, Tensor] = {}  # the last batch's losses and raw D outputs
         fixed = torch.Generator().manual_seed(noise_seed)
         self.register_buffer("grid_noise", sample_noise((grid_size, generator.noise_dim), noise, fixed),
                              persistent=False)
@@ -83,30 +99,49 @@ class GANModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         real = batch[0]
         d_opt, g_opt = self.optimizers()
-        fake = self.generator(self.random_noise(real.shape[0]))
+        generator_step = (batch_idx + 1) % self.d_steps == 0
+        with torch.set_grad_enabled(generator_step):  # G's graph only when G learns from this batch
+            fake = self.generator(self.random_noise(real.shape[0]))
         real_out, fake_out = self.discriminator(real), self.discriminator(fake.detach())
         d_loss = self.loss.discriminator(real_out, fake_out)
-        logs = {"train/d_loss": d_loss.detach(), "train/d_real": self.loss.score(real_out.detach()).mean(),
-                "train/d_fake": self.loss.score(fake_out.detach()).mean()}
+        outputs = {"d_loss": d_loss, "real_out": real_out, "fake_out": fake_out}
         if self.loss.gradient_penalty_weight:
-            penalty = gradient_penalty(self.discriminator, real, fake)
-            d_loss = d_loss + self.loss.gradient_penalty_weight * penalty
-            logs["train/gradient_penalty"] = penalty.detach()
+            outputs["gradient_penalty"] = gradient_penalty(self.discriminator, real, fake)
+            d_loss = d_loss + self.loss.gradient_penalty_weight * outputs["gradient_penalty"]
         self.step(d_opt, d_loss)
         self.discriminator_steps += 1
-        if (batch_idx + 1) % self.d_steps == 0:
-            g_loss = self.loss.generator(self.discriminator(fake))
-            self.step(g_opt, g_loss)
+        if generator_step:
+            with frozen(self.discriminator):  # the gradient flows through D to G; D's weights need none
+                outputs["g_loss"] = self.loss.generator(self.discriminator(fake))
+                self.step(g_opt, outputs["g_loss"])
             self.generator_steps += 1
-            logs["train/g_loss"] = g_loss.detach()
             if self.output_dir is not None and self.generator_steps % self.sample_every == 0:
                 self.save_samples(Path(self.output_dir) / "samples" / f"step_{self.generator_steps:06d}.png")
-        self.log_dict(logs, prog_bar=False, sync_dist=True)
-        self.last_logged.update(logs)  # tensors: no device synchronisation per step
+        self.last_outputs.update({key: value.detach() for key, value in outputs.items()})
+        if self.logs_this_step():
+            self.log_dict(self.training_values(), sync_dist=True)
+
+    def logs_this_step(self) -> bool:
+        """Whether Lightning logs this training batch: every `trainer.log_every_n_steps`-th, counted across
+        epochs as Lightning counts them. The values are handed to Lightning only then, since its
+        bookkeeping costs per value and step."""
+        every = self.trainer.log_every_n_steps
+        return every > 0 and self.discriminator_steps % every == 0
+
+    def training_values(self) -> dict[str, Tensor]:
+        """The last step's values as logged: train/d_loss, train/d_real and train/d_fake (mean D(x) and
+        D(G(z)) as the loss reads them), train/gradient_penalty, and train/g_loss once G has stepped."""
+        last = self.last_outputs
+        values = {"train/d_loss": last["d_loss"], "train/d_real": self.loss.score(last["real_out"]).mean(),
+                  "train/d_fake": self.loss.score(last["fake_out"]).mean()}
+        values.update({f"train/{key}": last[key] for key in ("gradient_penalty", "g_loss") if key in last})
+        return values
 
     def final_losses(self) -> dict[str, float]:
-        """The last logged training values: d_loss, g_loss, d_real, d_fake (and gradient_penalty)."""
-        return {key.removeprefix("train/"): value.item() for key, value in self.last_logged.items()}
+        """The last training batch's values: d_loss, g_loss, d_real, d_fake (and gradient_penalty)."""
+        if not self.last_outputs:
+            return {}
+        return {key.removeprefix("train/"): value.item() for key, value in self.training_values().items()}
 
     def samples(self) -> Tensor:
         """The grid of samples from the fixed noise batch, as an image in [0, 1]."""

@@ -12,13 +12,12 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from nst_research.data.base import ImageDataModule
 from nst_research.errors import UserInputError
-from nst_research.gan.losses import get_loss
+from nst_research.gan.losses import GANLoss
 from nst_research.gan.metric import frechet_distance, frechet_metric, load_classifier
 from nst_research.gan.module import METRIC_KEY, GANModule
 from nst_research.parts import build, make_trainer
@@ -54,6 +53,16 @@ def check_run_settings(cfg: DictConfig) -> None:
         raise UserInputError(f"gan.noise={cfg.gan.noise}: choose uniform or normal")
     if cfg.gan.gradient_clip_algorithm not in ("norm", "value"):
         raise UserInputError(f"gan.gradient_clip_algorithm={cfg.gan.gradient_clip_algorithm}: choose norm or value")
+    if cfg.gan.generator is None or cfg.gan.discriminator is None:
+        raise UserInputError("gan.generator or gan.discriminator is not set; choose a gan= option that sets both "
+                             "(python scripts/run.py --help lists them)")
+
+
+def make_loss(gan: DictConfig) -> GANLoss:
+    """The loss that `gan.loss` names among the `gan.losses` nodes (conf/gan/loss/)."""
+    if gan.loss not in gan.losses:
+        raise UserInputError(f"gan.loss={gan.loss} is not a GAN loss; choose one of: {', '.join(gan.losses)}")
+    return build(gan.losses[gan.loss])
 
 
 def check_compatible(generator: torch.nn.Module, datamodule: ImageDataModule, gan: str) -> None:
@@ -71,9 +80,9 @@ def check_launch(cfg: DictConfig, trainer: pl.Trainer) -> None:
     each of them would run the whole sweep. SLURM (or torchrun) starting the processes is fine."""
     if (cfg.get("sweep") and trainer.world_size > 1
             and not trainer.strategy.cluster_environment.creates_processes_externally):
-        raise UserInputError(f"a {trainer.world_size}-process trainer (strategy=ddp) cannot run inside a multirun (-m), "
-                             "because Lightning starts its other processes by re-running the command; run each DDP "
-                             "training as its own command, or on SLURM with hydra/launcher=slurm "
+        raise UserInputError(f"a {trainer.world_size}-process trainer (strategy=ddp) cannot run inside a multirun "
+                             "(-m), because Lightning starts its other processes by re-running the command; run each "
+                             "DDP training as its own command, or on SLURM with hydra/launcher=slurm "
                              "hydra.launcher.tasks_per_node=<devices>")
 
 
@@ -91,7 +100,7 @@ def run(cfg: DictConfig) -> GANResults:
     With `resume` (a run directory), continue from its newest checkpoint up to `trainer.max_epochs`."""
     check_run_settings(cfg)
     ckpt_path = resume_checkpoint(Path(cfg.resume)) if cfg.get("resume") else None
-    loss = get_loss(cfg.gan.loss)
+    loss = make_loss(cfg.gan)
     output_dir = Path(cfg.output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     generator, discriminator = build(cfg.gan.generator), build(cfg.gan.discriminator)
@@ -101,12 +110,9 @@ def run(cfg: DictConfig) -> GANResults:
     classifier, accuracy = load_classifier(cfg.metric.cache_dir)
     reference, other_half = datamodule.reference_halves()
 
-    module = GANModule(generator, discriminator, loss, instantiate(cfg.gan.optimizer.generator),
-                       instantiate(cfg.gan.optimizer.discriminator), noise=cfg.gan.noise, d_steps=cfg.gan.d_steps,
-                       gradient_clip_val=cfg.gan.gradient_clip_val,
-                       gradient_clip_algorithm=cfg.gan.gradient_clip_algorithm, sample_every=cfg.sample_every,
-                       grid_size=cfg.grid_size, output_dir=output_dir, metric=frechet_metric(classifier),
-                       noise_seed=cfg.seed)
+    module: GANModule = build(cfg.module)(generator, discriminator, loss, build(cfg.gan.optimizer.generator),
+                                          build(cfg.gan.optimizer.discriminator), output_dir=output_dir,
+                                          metric=frechet_metric(classifier))
     module.set_reference(reference)
     checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor=METRIC_KEY,
                                  mode="min", save_last=True, save_top_k=1)
@@ -114,7 +120,8 @@ def run(cfg: DictConfig) -> GANResults:
     callbacks = [checkpoint, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
     extra_callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
     # The trainer before any file or logger: it knows this process's rank under DDP.
-    trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir, callbacks=callbacks + extra_callbacks)
+    trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
+                           callbacks=callbacks + extra_callbacks)
     check_launch(cfg, trainer)
     metric = {"initial": None, "final": None, "best": None,
               "floor": frechet_distance(classifier, reference, other_half),
