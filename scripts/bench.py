@@ -6,8 +6,8 @@
     python scripts/bench.py --quick                    # tiny sizes and few steps: checks that it works
 
 Sections: `nst` (style-transfer step time, framework vs a plain PyTorch loop), `time_to_quality`
-(time for single-scale and multi-scale L-BFGS to reach the same loss), `gan` (GAN steps per
-second) and, not in the defaults, `batched_sweep` (a batched sweep vs the same runs one after
+(time for single-scale and multi-scale L-BFGS to reach the same loss), `gan` (GAN step time, framework
+vs a plain PyTorch loop) and, not in the defaults, `batched_sweep` (a batched sweep vs the same runs one after
 another) and `memory` (peak memory of Adam at 1024 and 2048 px). CUDA rows appear when a GPU is present.
 """
 
@@ -74,6 +74,10 @@ def main() -> None:
         report["framework_overhead"] = nst.overhead(steps)
         print("framework vs plain PyTorch loop (median step time)")
         print(format_table(report["framework_overhead"]), end="\n\n")
+    if any(row.section == "gan" for row in steps):
+        report["gan_overhead"] = gan.overhead(steps)
+        print("GAN: framework vs plain PyTorch loop (mean step time, logged steps included)")
+        print(format_table(report["gan_overhead"]), end="\n\n")
     for name, title, section in OTHER_SECTIONS:
         if name in args.sections:
             start = time.perf_counter()

@@ -18,7 +18,8 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     steps = report["steps"]
     assert {row["case"] for row in steps if row["section"] == "nst"} == {
         f"{optimizer} 64px {loop}" for optimizer in ("lbfgs", "adam") for loop in ("framework", "plain")}
-    assert {row["case"].split()[0] for row in steps if row["section"] == "gan"} == {"fc", "dcgan"}
+    assert {row["case"] for row in steps if row["section"] == "gan"} == {
+        f"{gan} (bce) {loop}" for gan in ("fc", "dcgan") for loop in ("framework", "plain")}
     assert [row["case"] for row in steps if row["section"] == "memory"] == ["adam 128px framework"]
     for row in steps:
         assert row["median_step_ms"] > 0 and row["steps_per_s"] > 0 and row["peak_memory_mib"] >= 0, row
@@ -26,6 +27,10 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     ratios = report["framework_overhead"]
     assert {row["case"] for row in ratios} == {"lbfgs 64px", "adam 64px"}
     assert all(row["ratio"] == row["framework_ms"] / row["plain_ms"] for row in ratios)
+    gan_ratios = report["gan_overhead"]
+    assert {row["case"] for row in gan_ratios} == {"fc (bce)", "dcgan (bce)"}
+    assert all(row["ratio"] == row["framework_ms"] / row["plain_ms"] > 0 for row in gan_ratios)
+    assert "GAN: framework vs plain PyTorch loop" in done.stdout
     (quality,) = report["time_to_quality"]
     assert quality["size"] == 64 and quality["single_scale_steps"] == 10 and quality["single_scale_loss"] > 0
     assert quality["within_half"] == (quality["multiscale_s"] is not None)
