@@ -35,7 +35,11 @@ RESUME_GROUPS = ("logger", "trainer")  # config groups a resumed run may change:
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # the frozen VGG, by design
 warnings.filterwarnings("ignore", ".*treespec.*")  # a Lightning deprecation notice, not ours
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
+# A GAN run validates before fit and fits from scratch: Lightning's advice on ckpt_path does not apply.
+warnings.filterwarnings("ignore", ".*fit\\(ckpt_path=.*")
+# Lightning's notices (devices found, "fit stopped") are not news on each run: the console keeps the progress bar,
+# our notices and the result line.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
 def task_module(name: str) -> ModuleType:

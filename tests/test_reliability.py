@@ -1,5 +1,6 @@
 """Reliability (issue 7): divergence, interruption by signal and resuming, input limits, determinism."""
 
+import csv
 import json
 import os
 import signal
@@ -36,7 +37,7 @@ def start_run(*overrides: str) -> subprocess.Popen:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_saves_image_and_checkpoint_and_the_run_resumes(signum, run_cli, tmp_path):
     run_dir = tmp_path / "interrupted"
-    process = start_run("optimizer=adam", "image_size=48", "iterations=100000", "save_every=1", "logger=csv",
+    process = start_run("optimizer=adam", "image_size=48", "iterations=100000", "save_every=1", "logger=wandb",
                         f"hydra.run.dir={run_dir}")
     deadline = time.monotonic() + 120
     while not (run_dir / "intermediate" / "step_00003.png").exists():
@@ -59,6 +60,37 @@ def test_signal_saves_image_and_checkpoint_and_the_run_resumes(signum, run_cli, 
     assert results["status"] == "completed"
     assert results["steps"] == stopped_at + 4
     assert results["loss_evaluations"] == stopped_at + 4
+    with open(run_dir / "csv" / "metrics.csv", newline="") as f:  # every step once, before and after the resume
+        steps = [int(row["step"]) for row in csv.DictReader(f) if row["loss/total"]]
+    assert steps == list(range(1, stopped_at + 5))
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({run.name.rsplit("-", 1)[-1] for run in runs}) == 1  # one W&B run, resumed
+    records = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(runs[-1])],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    resumed_steps = [json.loads(r)["history"]["item"].get("trainer/global_step") for r in records
+                     if json.loads(r)["type"] == "history" and "loss/total" in json.loads(r)["history"]["item"]]
+    assert resumed_steps == list(range(stopped_at + 1, stopped_at + 5))  # the step axis goes on
+
+
+def test_resume_with_group_overrides_changes_only_what_it_must(run_cli, tmp_path):
+    """logger=none given to the run and to each resume: a refused resume changes nothing, an accepted one
+    records only the new step count in config.yaml, and the run can be resumed again."""
+    run_dir = tmp_path / "run"
+    assert run_cli("optimizer=adam", "image_size=32", "iterations=3", "logger=none",
+                   f"hydra.run.dir={run_dir}").returncode == 0
+    original = (run_dir / "config.yaml").read_text()
+    refused = run_cli(f"resume={run_dir}", "logger=none", "iterations=3")
+    assert refused.returncode == 2 and "already has 3 steps" in refused.stderr
+    assert (run_dir / "config.yaml").read_text() == original
+    for iterations in (5, 6):
+        resumed = run_cli(f"resume={run_dir}", "logger=none", f"iterations={iterations}")
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+    changed = [(a, b) for a, b in zip(original.splitlines(), (run_dir / "config.yaml").read_text().splitlines())
+               if a != b]
+    assert changed == [("iterations: 3", "iterations: 6")]
+    other_group = run_cli(f"resume={run_dir}", "optimizer=lbfgs", "iterations=7")
+    assert other_group.returncode == 2 and other_group.stderr.count("error:") == 1
+    assert "logger=, trainer=" in other_group.stderr
 
 
 def test_adam_resume_continues_exactly(compose_cfg, tmp_path):

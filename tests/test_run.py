@@ -172,6 +172,7 @@ BAD_INPUT = [
     pytest.param(["style_weight=-1"], "style_weight", id="negative-style-weight"),
     pytest.param(["layers.style=[conv9_9]", "layers.style_weights=null"], "conv9_9", id="unknown-layer"),
     pytest.param(["layers.style=[relu9_1]"], "['relu9_1']; valid names are: conv1_1", id="unknown-layer-before-count"),
+    pytest.param(["trainer=gpu"], "trainer=cpu", id="gpu-without-a-gpu"),
     pytest.param(["model=vgg19_file", "model.path=/nonexistent/vgg19.pth"], "/nonexistent/vgg19.pth",
                  id="missing-weights-file"),
 ]
@@ -262,3 +263,12 @@ def test_other_style_losses_run_end_to_end(style_loss, compose_cfg, tmp_path):
     classes = {"mean_std": "MeanStdStyleLoss", "wasserstein": "WassersteinStyleLoss"}
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())["style_loss"]
     assert saved["_target_"].endswith(classes[style_loss])
+
+
+def test_gan_on_a_trainer_this_machine_lacks_is_one_line(run_cli, tmp_path):
+    run_dir = tmp_path / "x"
+    result = run_cli("task=gan", "trainer=gpu", f"hydra.run.dir={run_dir}", timeout=180)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        line for line in result.stderr.splitlines() if line.startswith("error:")] and "trainer=cpu" in result.stderr
+    assert not run_dir.exists()

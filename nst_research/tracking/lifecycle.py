@@ -88,8 +88,9 @@ class RunLifecycle:
 
     def __enter__(self) -> "RunLifecycle":
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        if self.primary:
-            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(dict(self.config), sort_keys=False))
+        if self.primary:  # the config that makes this run from scratch: a resumed run's without `resume`
+            saved = {**self.config, "resume": None} if "resume" in self.config else dict(self.config)
+            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
         self.loggers = instantiate_loggers(self.logger_nodes)
         hyperparameters = experiment_config(self.config)
         for logger in self.loggers:
