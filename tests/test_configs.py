@@ -53,6 +53,10 @@ def test_default_images_resolve(compose_cfg):
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes(compose_cfg, group, option):
     task = [f"task={TASK_OF_GROUP[group]}"] if group in TASK_OF_GROUP else []
+    if group == "term":  # loss terms are added to the objective under a name of their own
+        cfg = compose_cfg([f"+term@objective.terms.added={option}"])
+        assert callable(get_object(cfg.objective.terms.added._target_))
+        return
     cfg = compose_cfg([*task, f"{'+' if group in UNLISTED else ''}{group}={option}"])
     node = cfg.get(group)
     if group == "task":  # a global package: it sets `task` to its own name, plus that task's keys

@@ -22,7 +22,7 @@ from nst_research.gan.metric import frechet_distance, frechet_metric, load_class
 from nst_research.gan.module import METRIC_KEY, GANModule
 from nst_research.parts import build, make_trainer
 from nst_research.tracking.lifecycle import RunLifecycle
-from nst_research.tracking.results import RunResults
+from nst_research.tracking.results import Artifact, RunResults
 
 
 @dataclass(kw_only=True)
@@ -42,6 +42,17 @@ class GANResults(RunResults):
     final_losses: dict[str, float] = field(default_factory=dict)
     frechet_distance: dict[str, Any] = field(default_factory=dict)
     checkpoints: dict[str, str] = field(default_factory=dict)
+
+    def headline(self) -> dict[str, Any]:
+        return {**{f"frechet_distance/{k}": self.frechet_distance.get(k) for k in ("final", "best", "floor")},
+                "generator_steps": self.generator_steps}
+
+    def artifacts(self) -> list[Artifact]:
+        """The result (samples.png, results.json, config.yaml) and the checkpoints as a `model` artifact:
+        the last one as `latest`, the best by the Frechet distance as `best`."""
+        models = [Artifact("model", [self.checkpoints[name]], [alias])
+                  for name, alias in (("last", "latest"), ("best", "best")) if name in self.checkpoints]
+        return super().artifacts() + models
 
 
 def check_run_settings(cfg: DictConfig) -> None:
@@ -102,6 +113,16 @@ def run(cfg: DictConfig) -> GANResults:
     ckpt_path = resume_checkpoint(Path(cfg.resume)) if cfg.get("resume") else None
     loss = make_loss(cfg.gan)
     output_dir = Path(cfg.output_dir)
+    checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor=METRIC_KEY,
+                                 mode="min", save_last=True, save_top_k=1)
+    on_interrupt = OnExceptionCheckpoint(dirpath=output_dir / "checkpoints", filename="interrupted")
+    callbacks = [checkpoint, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
+    extra_callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
+    # The trainer first: a device this machine lacks is refused at once, and under DDP it knows this
+    # process's rank before any file or logger.
+    trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
+                           callbacks=callbacks + extra_callbacks)
+    check_launch(cfg, trainer)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     generator, discriminator = build(cfg.gan.generator), build(cfg.gan.discriminator)
     datamodule: ImageDataModule = build(cfg.data)
@@ -114,15 +135,6 @@ def run(cfg: DictConfig) -> GANResults:
                                           build(cfg.gan.optimizer.discriminator), output_dir=output_dir,
                                           metric=frechet_metric(classifier))
     module.set_reference(reference)
-    checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor=METRIC_KEY,
-                                 mode="min", save_last=True, save_top_k=1)
-    on_interrupt = OnExceptionCheckpoint(dirpath=output_dir / "checkpoints", filename="interrupted")
-    callbacks = [checkpoint, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
-    extra_callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
-    # The trainer before any file or logger: it knows this process's rank under DDP.
-    trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
-                           callbacks=callbacks + extra_callbacks)
-    check_launch(cfg, trainer)
     metric = {"initial": None, "final": None, "best": None,
               "floor": frechet_distance(classifier, reference, other_half),
               "samples": cfg.metric.samples, "classifier_accuracy": round(accuracy, 4)}
