@@ -24,10 +24,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nst_research.cli import CONFIG_DIR
 from nst_research.errors import RunDiverged, UserInputError
 from nst_research.tracking.sweep import sweep_job, with_sweep_job
 
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger(__name__)
 TASKS = {"nst": "nst_research.nst.task", "gan": "nst_research.gan.task"}
 RESUME_GROUPS = ("logger", "trainer")  # config groups a resumed run may change: how it is logged and run
@@ -77,7 +77,8 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     run_dir = Path(cfg.resume)
     saved = run_dir / "config.yaml"
     if not saved.is_file():
-        raise UserInputError(f"resume={cfg.resume}: no config.yaml there; give a run directory (outputs/runs/<date>/<time>)")
+        raise UserInputError(f"resume={cfg.resume}: no config.yaml there; "
+                             "give a run directory (outputs/runs/<date>/<time>)")
     resumed = OmegaConf.load(saved)
     changes = []
     for override in overrides:
@@ -96,7 +97,8 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     try:
         resumed = OmegaConf.merge(resumed, OmegaConf.from_dotlist(changes))
     except Exception as error:
-        raise UserInputError(f"resume takes key=value changes to the saved config, e.g. iterations=400 ({error})") from None
+        raise UserInputError(f"resume takes key=value changes to the saved config, e.g. iterations=400 "
+                             f"({error})") from None
     resumed.resume, resumed.output_dir = str(run_dir), str(run_dir)
     return resumed
 

@@ -34,7 +34,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from nst_research.app import CONFIG_DIR
+from nst_research.app import main as run_app
+
 CONFIG_NAME = "config"
 HELP = "python scripts/run.py --help lists the options"
 HYDRA_HELP = "python scripts/run.py --cfg hydra lists Hydra's settings"
@@ -56,7 +58,6 @@ def main() -> None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" and error.__cause__ is not None:
             traceback.print_exception(error.__cause__)
         sys.exit(2)
-    from nst_research.app import main as run_app
 
     run_app()
 
@@ -81,7 +82,8 @@ def list_group_options_without_copies() -> None:
     calls it, nothing is re-pointed, so the repository itself gives the same answer."""
     copying = ConfigLoaderImpl.get_group_options
 
-    def get_group_options(self: ConfigLoaderImpl, group_name: str, results_filter: ObjectType | None = ObjectType.CONFIG,
+    def get_group_options(self: ConfigLoaderImpl, group_name: str,
+                          results_filter: ObjectType | None = ObjectType.CONFIG,
                           config_name: str | None = None, overrides: list[str] | None = None) -> list[str]:
         if config_name is None and not overrides:
             return self.repository.get_group_options(group_name, results_filter)
@@ -162,7 +164,8 @@ class Check:
                 return f"{override.input_line}: Hydra's own settings cannot be swept; give one value"
         if override is not None and override.is_add():
             plain = override.input_line[1:]
-            return f"{override.input_line} adds {override.key_or_group}, which already exists; write {plain} to change it"
+            return (f"{override.input_line} adds {override.key_or_group}, which already exists; "
+                    f"write {plain} to change it")
         if override is not None and override.is_delete():
             return "cannot delete: " + self.unknown_key(override.key_or_group, parsed, multirun)
         if override is not None and override.package is None and self.loader.get_group_options(override.key_or_group):
@@ -189,7 +192,8 @@ class Check:
         where = HYDRA_HELP if key.startswith("hydra") else HELP
         if multirun and key in candidates:
             given = next((o.input_line.lstrip("+") for o in parsed if o.key_or_group == key), f"{key}=...")
-            return f"unknown key {key} before the sweep's groups apply; ++{given} sets it where it exists, adds it elsewhere"
+            return (f"unknown key {key} before the sweep's groups apply; "
+                    f"++{given} sets it where it exists, adds it elsewhere")
         suggestion = closest(key, candidates)
         if suggestion is None:
             return f"unknown key {key}; {where}"

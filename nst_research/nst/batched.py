@@ -57,7 +57,8 @@ def check_batchable(optimizer: str, sweep: bool, random_weights: bool, options: 
         raise UserInputError(f"batch_sweep=true supports optimizer=adam or sgd, not {optimizer}: "
                              "L-BFGS couples the images through its line search and history; sweep it with -m")
     if sweep:
-        raise UserInputError("batch_sweep=true is a sweep in one run (one run directory per element): start it without -m")
+        raise UserInputError("batch_sweep=true is a sweep in one run (one run directory per element): "
+                             "start it without -m")
     for key, value in options.items():
         if value:
             raise UserInputError(f"batch_sweep=true does not support {key}={value}; drop it, or sweep with -m instead")
@@ -175,7 +176,8 @@ def partial_outcome(module: BatchedStyleTransferModule, elements: list[Element],
             bad = module.diverged()
             if b in bad:
                 error = (f"the total loss became {module.latest[b]['total'].item()} at step {module.run_step}; "
-                         f"{element.hint(module.run_step)}; the last finite image is in {element.output_dir}/result.png")
+                         f"{element.hint(module.run_step)}; "
+                         f"the last finite image is in {element.output_dir}/result.png")
             else:
                 status = "failed"
                 error = (f"stopped at step {module.run_step} with its batch: "

@@ -131,7 +131,8 @@ class StyleTransferModule(pl.LightningModule):
         if check:
             if not torch.isfinite(last["total"]):
                 self.restore(self.last_good)
-                raise RunDiverged(f"the total loss became {last['total'].item()} at step {self.run_step}", self.run_step)
+                message = f"the total loss became {last['total'].item()} at step {self.run_step}"
+                raise RunDiverged(message, self.run_step)
             self.last_good = start
         with torch.no_grad():  # projected steps: pixels stay in [0, 1] for every optimizer
             self.image.clamp_(0, 1)
@@ -150,7 +151,8 @@ class StyleTransferModule(pl.LightningModule):
         millisecond of Python, which on a GPU can be longer than the step itself: the other steps log nothing."""
         self.log("loss", losses["total"].detach(), prog_bar=True, logger=False)
         self.log_dict({f"loss/{k}": v.detach() for k, v in losses.items()})
-        self.log_dict({"loss_evaluations": float(self.loss_evaluations), "scale/size": float(max(self.image.shape[-2:])),
+        self.log_dict({"loss_evaluations": float(self.loss_evaluations),
+                       "scale/size": float(max(self.image.shape[-2:])),
                        "step": float(self.run_step)})  # `step`: the x-axis across scales and resumes
 
     def checks_loss(self, batch_idx: int) -> bool:

@@ -49,7 +49,8 @@ class StyleTransferObjective(nn.Module):
             term.set_content(features)
 
     @torch.no_grad()
-    def set_styles(self, styles: Sequence[Tensor], blend: Sequence[float], masks: Sequence[Tensor] | None = None) -> None:
+    def set_styles(self, styles: Sequence[Tensor], blend: Sequence[float],
+                   masks: Sequence[Tensor] | None = None) -> None:
         features = [self.features(style) for style in styles]
         for term in self.terms.values():
             term.set_styles(features, list(blend), None if masks is None else list(masks))

@@ -89,7 +89,8 @@ class WassersteinStyleLoss(StyleLoss):
 class MRFStyleLoss(StyleLoss):
     """Li and Wand (2016), "Combining Markov Random Fields and CNNs for Image Synthesis", eq. 2:
 
-        E_s = sum_i || Psi_i(F) - Psi_NN(i)(F_s) ||^2,  NN(i) = argmax_j <Psi_i(F), Psi_j(F_s)> / (|Psi_i(F)| |Psi_j(F_s)|)
+        E_s = sum_i || Psi_i(F) - Psi_NN(i)(F_s) ||^2,
+        NN(i) = argmax_j <Psi_i(F), Psi_j(F_s)> / (|Psi_i(F)| |Psi_j(F_s)|)
 
     Psi_i are `patch_size` x `patch_size` neural patches (every `stride` positions): each patch of the
     image is matched to the style patch of highest normalised cross-correlation, and pulled towards it.

@@ -53,7 +53,8 @@ def check_one_device(trainer: DictConfig) -> None:
     strategy, devices, nodes = trainer.get("strategy", "auto"), trainer.get("devices", 1), trainer.get("num_nodes", 1)
     one_device = devices in (1, "1") or (isinstance(devices, ListConfig) and len(devices) == 1)
     if strategy != "auto" or not one_device or nodes != 1:
-        raise UserInputError(f"task=nst optimises one image on one device, but the trainer asks for strategy={strategy} "
+        raise UserInputError(f"task=nst optimises one image on one device, but the trainer asks for "
+                             f"strategy={strategy} "
                              f"devices={devices} num_nodes={nodes}; use trainer=default, cpu, gpu or mps")
 
 
@@ -77,7 +78,8 @@ def allow_tf32(allowed: bool) -> None:
 def divergence_hint(step: int, lbfgs: bool, lr: float | None, weights: str) -> str:
     """The likely cause of a non-finite loss, and the override that usually fixes it."""
     if step <= 1:
-        return f"the starting image's loss is already not finite: the loss weights overflow float32; lower them ({weights})"
+        return ("the starting image's loss is already not finite: the loss weights overflow float32; "
+                f"lower them ({weights})")
     if lbfgs:
         return "L-BFGS overshot: try optimizer.line_search_fn=strong_wolfe, smaller loss weights, or optimizer=adam"
     return f"the learning rate is likely too high: try a smaller optimizer.lr (it is {lr})"
