@@ -135,3 +135,13 @@ def test_slurm_launcher_preset_composes(run_cli):
     launcher = yaml.safe_load(result.stdout)  # the hydra.launcher package alone
     assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
     assert launcher["gpus_per_node"] == 1
+
+
+def test_contact_sheet_labels_break_between_settings_not_inside_numbers():
+    from nst_research.tracking.compare import label_lines
+
+    assert label_lines("optimizer=adam,style_weight=10000.0") == ["optimizer=adam,", "style_weight=10000.0"]
+    assert label_lines("a=1,b=2") == ["a=1,b=2"]
+    three = label_lines("optimizer=adam,style_weight=10000.0,content_weight=1.0")
+    assert len(three) == 2 and three[-1].endswith("...")
+    assert all(len(line) <= 30 for line in three)

@@ -126,9 +126,24 @@ def labelled_tile(image_path: Path | None, label: str, font: ImageFont.ImageFont
     else:
         ImageDraw.Draw(tile).rectangle([0, 0, TILE - 1, TILE - 1], fill=(200, 200, 200))
     draw = ImageDraw.Draw(tile)
-    for i, line in enumerate([label[k:k + 30] for k in range(0, len(label), 30)][:2]):
+    for i, line in enumerate(label_lines(label)):
         draw.text((4, TILE + 2 + 12 * i), line, fill=(0, 0, 0), font=font)
     return TF.to_tensor(tile)
+
+
+def label_lines(label: str, width: int = 30, lines: int = 2) -> list[str]:
+    """`label` in at most `lines` lines of `width` characters, broken after its commas (between settings)
+    rather than inside a number; a setting too long for a line is cut, and a last line that overflows ends in '...'."""
+    out: list[str] = []
+    for part in [p + "," for p in label.split(",")[:-1]] + [label.split(",")[-1]]:
+        if out and len(out[-1]) + len(part) <= width:
+            out[-1] += part
+        else:
+            out.append(part[:width])
+    if len(out) > lines:
+        out = out[:lines]
+        out[-1] = out[-1][:width - 3] + "..."
+    return out
 
 
 def contact_sheet(runs: list[Run], path: Path) -> None:
