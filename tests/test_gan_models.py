@@ -194,7 +194,7 @@ def test_values_reach_lightning_only_on_logged_steps(compose_cfg, tmp_path, monk
     fit(module, batches=5, fast_dev_run=False, max_epochs=1, limit_train_batches=5, log_every_n_steps=2,
         logger=CSVLogger(tmp_path, name="csv", version=""), enable_checkpointing=False)
     keys = ["train/d_fake", "train/d_loss", "train/d_real", "train/g_loss"]
-    assert handed == [(2, keys, True), (4, keys, True)]  # the mean over DDP processes, as before
+    assert handed == [(2, ["step", *keys], True), (4, ["step", *keys], True)]  # the mean over DDP processes
     rows = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").open()))
-    assert [int(row["step"]) for row in rows if row.get("train/d_loss")] == [1, 3]  # Lightning's own logged steps
+    assert [int(row["step"]) for row in rows if row.get("train/d_loss")] == [2, 4]  # the x-axis: generator steps
     assert set(module.final_losses()) == {key.removeprefix("train/") for key in keys}  # the last batch's

@@ -21,6 +21,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchvision.utils import make_grid, save_image
 
 from nst_research.gan.losses import GANLoss, gradient_penalty
+from nst_research.tracking.loggers import log_images
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 METRIC_KEY = "val/frechet_distance"
@@ -118,8 +119,8 @@ class GANModule(pl.LightningModule):
             if self.output_dir is not None and self.generator_steps % self.sample_every == 0:
                 self.save_samples(Path(self.output_dir) / "samples" / f"step_{self.generator_steps:06d}.png")
         self.last_outputs.update({key: value.detach() for key, value in outputs.items()})
-        if self.logs_this_step():
-            self.log_dict(self.training_values(), sync_dist=True)
+        if self.logs_this_step():  # `step`: the x-axis of every curve is the generator step
+            self.log_dict({**self.training_values(), "step": float(self.generator_steps)}, sync_dist=True)
 
     def logs_this_step(self) -> bool:
         """Whether Lightning logs this training batch: every `trainer.log_every_n_steps`-th, counted across
@@ -159,9 +160,7 @@ class GANModule(pl.LightningModule):
         grid = self.samples()
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, path)
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):  # at the x-axis step of the losses: training batches so far
-                logger.log_image(key="samples", images=[grid.cpu()], step=self.discriminator_steps)
+        log_images(self.loggers, "samples", [grid.cpu()], self.generator_steps)
 
     def set_reference(self, real: Tensor, batch_size: int = 500) -> None:
         """Compute the real images' features once; every validation compares samples with them."""
@@ -190,6 +189,7 @@ class GANModule(pl.LightningModule):
         value = self.trainer.strategy.broadcast(value, src=0)  # every process logs it: the checkpoint callback reads it
         if value is not None:
             self.log(METRIC_KEY, value, sync_dist=True)  # the same value everywhere: the mean changes nothing
+            self.log("step", float(self.generator_steps), sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gan_steps"] = {"generator": self.generator_steps, "discriminator": self.discriminator_steps}
