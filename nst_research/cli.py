@@ -85,8 +85,9 @@ def list_group_options_without_copies() -> None:
     def get_group_options(self: ConfigLoaderImpl, group_name: str,
                           results_filter: ObjectType | None = ObjectType.CONFIG,
                           config_name: str | None = None, overrides: list[str] | None = None) -> list[str]:
-        if config_name is None and not overrides:
-            return self.repository.get_group_options(group_name, results_filter)
+        if config_name is None and not overrides:  # shared parts (conf/gan/_common.yaml) are not options
+            return [name for name in self.repository.get_group_options(group_name, results_filter)
+                    if not name.startswith("_")]
         return copying(self, group_name, results_filter, config_name, overrides)
 
     ConfigLoaderImpl.get_group_options = get_group_options
@@ -212,7 +213,7 @@ class Check:
         return None
 
     def not_an_option(self, group: str, name: str) -> str:
-        options = self.loader.get_group_options(group)
+        options = [option for option in self.loader.get_group_options(group) if not option.startswith("_")]
         suggestion = closest(name, options)
         hint = f" (did you mean {suggestion}?)" if suggestion else ""
         return f"{group}={name} is not an option; choose one of {', '.join(options)}{hint}"
@@ -220,8 +221,10 @@ class Check:
     def group_not_in_use(self, override: Override) -> str:
         """A group override for a group this config does not choose (gan=fc without task=gan)."""
         group, value = override.key_or_group, override.input_line.partition("=")[2]
+        if "/" in group and not options_choosing(group):  # chosen by name inside its parent (gan.loss=hinge)
+            return f"{group}={value} is chosen by name: use {group.replace('/', '.')}={value}"
         owners = " or ".join(options_choosing(group)) or f"+{group}={value} (which adds the group)"
-        options = self.loader.get_group_options(group)
+        options = [option for option in self.loader.get_group_options(group) if not option.startswith("_")]
         if value in options:
             return f"{group}={value} applies only with {owners}; use {owners}"
         suggestion = closest(value, options)
@@ -300,8 +303,10 @@ def options_choosing(group: str) -> list[str]:
             if name.startswith("override "):
                 continue
             name = name.split("@")[0].removeprefix("optional ")
-            if (name[1:] if name.startswith("/") else f"{path.parent.name}/{name}") == group:
-                owners.append(f"{path.parent.name}={path.stem}")
+            owner = f"{path.parent.name}={path.stem}"
+            chosen = (name[1:] if name.startswith("/") else f"{path.parent.name}/{name}") == group
+            if chosen and not path.stem.startswith("_") and owner not in owners:
+                owners.append(owner)
     return owners
 
 
