@@ -35,6 +35,7 @@ ENTRIES: dict[str, tuple[str, list[str]]] = {
                    [SIZE, STYLE, "multiscale.min_size=64", "multiscale.iterations=100"]),
     "mean_std": ("mean/std style loss", [SIZE, "style_loss=mean_std", "style_weight=1e2"]),
     "wasserstein": ("Wasserstein-2 style loss", [SIZE, "style_loss=wasserstein", "style_weight=1"]),
+    "mrf": ("MRF style loss (Li and Wand)", [SIZE, "style_loss=mrf"]),
     "init_noise": ("started from noise", [SIZE, STYLE, "init=noise", "iterations=300"]),
     "layer_weights": ("shallow style layers weighted", [SIZE, STYLE, "layers.style=[relu1_1,relu2_1,relu3_1]",
                                                         "layers.style_weights=[0.2,0.3,0.5]"]),
