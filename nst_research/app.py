@@ -10,6 +10,7 @@ Lightning load with the task.
 """
 
 import importlib
+import importlib.util
 import logging
 import math
 import shutil
@@ -29,7 +30,7 @@ from nst_research.tracking.sweep import sweep_job, with_sweep_job
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger(__name__)
-TASKS = {"nst": "nst_research.nst.task", "gan": "nst_research.gan.task"}
+TASKS = {"nst": "nst_research.nst.task", "gan": "nst_research.gan.task", "feedforward": "nst_research.feedforward.task"}
 RESUME_GROUPS = ("logger", "trainer")  # config groups a resumed run may change: how it is logged and run
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -47,6 +48,14 @@ def task_module(name: str) -> ModuleType:
     if name not in TASKS:
         raise UserInputError(f"unknown task={name}; choose one of: {', '.join(TASKS)}")
     return importlib.import_module(TASKS[name])
+
+
+def check_before_loading(cfg: DictConfig) -> None:
+    """The task's own light checks (`<task>/checks.py`, if it has one) before torch and Lightning load,
+    so that bad input is answered at once."""
+    checks = TASKS.get(cfg.task, "").rpartition(".")[0] + ".checks"
+    if cfg.task in TASKS and importlib.util.find_spec(checks) is not None:
+        importlib.import_module(checks).check(cfg)
 
 
 def remove_unfinished_run_dir(output_dir: Path) -> None:
@@ -119,6 +128,7 @@ def main(cfg: DictConfig) -> float:
     try:
         if cfg.get("resume"):
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
+        check_before_loading(cfg)
         task = task_module(cfg.task)
         results = task.run(cfg)
     except (UserInputError, RunDiverged) as error:

@@ -10,7 +10,8 @@ import math
 import torch
 
 from nst_research.features import VGGFeatures
-from nst_research.nst.images import SAMPLE_IMAGES, load_image
+from nst_research.nst.images import load_image
+from nst_research.nst.sources import SAMPLE_IMAGES
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 

@@ -113,3 +113,21 @@ def test_answers_without_importing_torch(argv):
                 if line.startswith("import time:")]
     assert imported, result.stderr[-2000:]
     assert not [name for name in imported if name.split(".")[0] in ("torch", "lightning", "torchvision")]
+
+
+@pytest.mark.parametrize("argv, named", [
+    pytest.param(["content=/nonexistent.jpg"], "/nonexistent.jpg", id="missing-image"),
+    pytest.param(["iterations=0"], "iterations=0", id="bad-number"),
+    pytest.param(["layers.style=[relu9_1]"], "relu9_1", id="unknown-layer"),
+])
+def test_input_errors_answer_without_importing_torch(argv, named, tmp_path):
+    run_dir = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-X", "importtime", str(RUN_SCRIPT), *argv, f"hydra.run.dir={run_dir}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and named in errors[0]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert imported and not [name for name in imported if name.split(".")[0] in ("torch", "lightning")]
+    assert not run_dir.exists()

@@ -14,7 +14,7 @@ from nst_research.data.mnist5k import load_mnist5k
 from nst_research.errors import UserInputError
 from nst_research.gan.task import check_launch
 from nst_research.gan.task import run as run_gan_task
-from nst_research.nst.task import check_one_device
+from nst_research.nst.checks import check_one_device
 
 
 def run_gan(cfg):

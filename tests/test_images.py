@@ -8,7 +8,8 @@ from PIL import Image
 
 from nst_research.atomic import write_atomic
 from nst_research.errors import UserInputError
-from nst_research.nst.images import SAMPLE_IMAGES, initial_image, load_image, resolve_image, save_image
+from nst_research.nst.images import initial_image, load_image, save_image
+from nst_research.nst.sources import SAMPLE_IMAGES, resolve_image
 
 
 def pixel(image: torch.Tensor, y: int = 0, x: int = 0) -> list[float]:

@@ -4,10 +4,12 @@ The PyTorch tutorial's "conv_4" counts convolutions globally (it is conv2_2); he
 name says its block and its place in the block, as in Gatys et al. (2016) and Caffe.
 """
 
-from torch import nn
-from torchvision.models import vgg
+from typing import TYPE_CHECKING
 
 from nst_research.errors import UserInputError
+
+if TYPE_CHECKING:  # torch loads with the network, not with the layer names
+    from torch import nn
 
 # Convolutions per block; pooling closes each block.
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -42,7 +44,7 @@ def check_layers(arch: str, layers: list[str]) -> None:
         )
 
 
-def name_modules(arch: str, features: nn.Sequential) -> dict[str, nn.Module]:
+def name_modules(arch: str, features: "nn.Sequential") -> dict[str, "nn.Module"]:
     """Pair each module of a torchvision VGG `features` Sequential with its layer name."""
     names = layer_names(arch)
     if len(names) != len(features):
@@ -57,7 +59,9 @@ def min_input_size(arch: str, deepest: str) -> int:
     return 2**pools
 
 
-def vgg_features(arch: str) -> nn.Sequential:
+def vgg_features(arch: str) -> "nn.Sequential":
     """torchvision's VGG `features` Sequential alone (no 120M-parameter classifier), default init."""
+    from torchvision.models import vgg
+
     layer_names(arch)  # validates arch
     return vgg.make_layers(vgg.cfgs[TORCHVISION_CFGS[arch]])

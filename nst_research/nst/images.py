@@ -1,10 +1,8 @@
 """Image I/O: any image Pillow opens becomes an RGB tensor in [0, 1]; results are saved atomically.
 
-Built-in sample images are read from the scikit-image wheel (public domain or CC0, credited in
-the README), so a first run needs no files and no network.
+Where an image comes from (a sample name or a file) is `nst_research.nst.sources`.
 """
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -15,42 +13,9 @@ from torchvision.transforms import functional as TF
 
 from nst_research.atomic import write_atomic
 from nst_research.errors import UserInputError
+from nst_research.nst.sources import MAX_MEGAPIXELS, MIN_IMAGE_SIZE, check_megapixels, resolve_image
 
-MIN_IMAGE_SIZE = 16  # px on the long side: smaller images carry no style worth matching
-MAX_MEGAPIXELS = 100.0  # input files larger than this are refused (config: max_megapixels)
-Image.MAX_IMAGE_PIXELS = None  # Pillow's own decompression-bomb error is replaced by the limit above
-
-# name -> file in skimage/data; credits in README.md ("Sample images").
-SAMPLE_IMAGES = {
-    "cat": "chelsea.png",
-    "astronaut": "astronaut.png",
-    "coffee": "coffee.png",
-    "rocket": "rocket.jpg",
-    "hubble": "hubble_deep_field.jpg",
-    "retina": "retina.jpg",
-}
-
-
-def sample_path(name: str) -> Path:
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserInputError("sample images come from scikit-image; pip install scikit-image")
-    return Path(spec.submodule_search_locations[0]) / "data" / SAMPLE_IMAGES[name]
-
-
-def resolve_image(spec: str) -> Path:
-    """A sample image name or a file path -> an existing file path."""
-    if spec in SAMPLE_IMAGES:
-        return sample_path(spec)
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise UserInputError(
-            f"image {spec!r} not found: give a file path or a sample name ({', '.join(SAMPLE_IMAGES)})"
-        )
-    if not path.is_file():
-        raise UserInputError(f"image {spec!r} is a directory; give an image file")
-    return path
-
+__all__ = ["MIN_IMAGE_SIZE", "initial_image", "load_image", "load_mask", "save_image", "to_rgb"]
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB: EXIF rotation applied, alpha composited on white, 16-bit rescaled."""
@@ -64,13 +29,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
     return image.convert("RGB")
-
-
-def check_megapixels(spec: str, size: tuple[int, int], max_megapixels: float) -> None:
-    megapixels = size[0] * size[1] / 1e6
-    if megapixels > max_megapixels:
-        raise UserInputError(f"image {spec!r} is {size[0]}x{size[1]} ({megapixels:.0f} MP), over max_megapixels="
-                             f"{max_megapixels:g}; shrink it, or allow it with max_megapixels={megapixels:.0f}")
 
 
 def load_image(spec: str, long_side: int | None = None, max_megapixels: float = MAX_MEGAPIXELS) -> Tensor:

@@ -8,7 +8,8 @@ from torch import Tensor
 
 from nst_research.errors import UserInputError
 from nst_research.nst.color import check_preserve_color, luminance, match_color, match_luminance
-from nst_research.nst.images import MIN_IMAGE_SIZE, initial_image, load_image, load_mask
+from nst_research.nst.images import initial_image, load_image, load_mask
+from nst_research.nst.sources import MIN_IMAGE_SIZE
 from nst_research.nst.styles import blend_weights, check_masks, style_list
 
 

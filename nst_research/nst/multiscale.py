@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nst_research.errors import UserInputError
-from nst_research.nst.images import MIN_IMAGE_SIZE
+from nst_research.nst.sources import MIN_IMAGE_SIZE
 
 
 def scale_sizes(image_size: int, min_size: int | None, factor: float) -> list[int]:

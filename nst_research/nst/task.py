@@ -17,10 +17,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from nst_research.errors import RunDiverged, UserInputError
-from nst_research.features.layers import check_layers
 from nst_research.nst import batched
 from nst_research.nst.averaging import check_decay
-from nst_research.nst.images import MIN_IMAGE_SIZE, save_image
+from nst_research.nst.checks import BATCH_KEYS, check, check_layer_names
+from nst_research.nst.images import save_image
 from nst_research.nst.inputs import StyleTransferInputs, prepare_inputs
 from nst_research.nst.module import StyleTransferCheckpoint, StyleTransferModule
 from nst_research.nst.multiscale import scale_sizes, scale_steps, upsample
@@ -30,39 +30,14 @@ from nst_research.parts import build, make_trainer
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.sweep import sweep_group, with_sweep_job
 
-BATCH_KEYS = ("style_weight", "content_weight", "tv_weight", "seed")  # what a batched sweep may vary
 INPUT_KEYS = ("content", "style", "style_scale", "masks", "style_blend", "preserve_color", "init", "seed",
               "max_megapixels")
-
-
-def check_run_settings(cfg: DictConfig) -> None:
-    for key, minimum in (("iterations", 1), ("save_every", 1), ("image_size", MIN_IMAGE_SIZE)):
-        value = cfg[key]
-        if not isinstance(value, int) or value < minimum:
-            raise UserInputError(f"{key}={value} must be an integer >= {minimum}")
-    check_decay(cfg.ema_decay)
-    if not cfg.get("batch_sweep"):
-        for key in BATCH_KEYS:
-            if isinstance(cfg[key], ListConfig):
-                raise UserInputError(f"{key}={cfg[key]} is a list: add batch_sweep=true to optimise one image per "
-                                     f"value in one batch (Adam or SGD), or sweep it with -m {key}=...,...")
-
-
-def check_one_device(trainer: DictConfig) -> None:
-    """Style transfer optimises one image on one device: refuse a multi-device or multi-process trainer."""
-    strategy, devices, nodes = trainer.get("strategy", "auto"), trainer.get("devices", 1), trainer.get("num_nodes", 1)
-    one_device = devices in (1, "1") or (isinstance(devices, ListConfig) and len(devices) == 1)
-    if strategy != "auto" or not one_device or nodes != 1:
-        raise UserInputError(f"task=nst optimises one image on one device, but the trainer asks for "
-                             f"strategy={strategy} "
-                             f"devices={devices} num_nodes={nodes}; use trainer=default, cpu, gpu or mps")
 
 
 def build_objective(cfg: DictConfig) -> StyleTransferObjective:
     """The objective of `cfg.objective.terms`, over the feature network of `cfg.model` cut after the
     deepest layer any term reads. Layer names are checked first, so an unknown name is reported as such."""
-    named = [name for kind in ("content", "style") for name in OmegaConf.to_object(cfg.layers[kind])]
-    check_layers(cfg.model.get("arch", "vgg19"), named)
+    check_layer_names(cfg)
     terms = {name: build(node) for name, node in cfg.objective.terms.items() if node is not None}
     features = build(cfg.model, layers=StyleTransferObjective.layers(terms))
     return StyleTransferObjective(features, terms)
@@ -110,10 +85,10 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
     """Run one style transfer, one scale after another; write result.png, intermediate/, checkpoint.pt,
     config.yaml and results.json. Every input is checked before anything is written. With `resume`
     (a run directory), continue that run from its checkpoint up to the requested steps."""
-    check_one_device(cfg.trainer)
+    check(cfg)
+    check_decay(cfg.ema_decay)
     if cfg.get("batch_sweep"):
         return run_batched(cfg)
-    check_run_settings(cfg)
     sizes = scale_sizes(cfg.image_size, cfg.multiscale.min_size, cfg.multiscale.factor)
     steps = scale_steps(sizes, cfg.iterations, cfg.multiscale.iterations)
     output_dir = Path(cfg.output_dir)
@@ -235,7 +210,6 @@ def element_configs(cfg: DictConfig, values: dict[str, list[Any]]) -> list[batch
 
 def run_batched(cfg: DictConfig) -> BatchedResults:
     """A batched sweep: every value of the listed keys optimised as one batch; each element a run of its own."""
-    check_run_settings(cfg)
     values = batched.batch_values({key: OmegaConf.to_object(cfg[key]) if isinstance(cfg[key], ListConfig)
                                    else cfg[key] for key in BATCH_KEYS})
     batched.check_batchable(cfg.optimizer._target_, sweep=bool(cfg.get("sweep")),
