@@ -1,4 +1,4 @@
-"""Every shipped experiment composes, sweeps what it claims to, and runs one tiny job (issue 5, item 6)."""
+"""Every shipped experiment composes, sweeps what it claims to, and runs one tiny job."""
 
 from pathlib import Path
 

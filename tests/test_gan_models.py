@@ -1,4 +1,4 @@
-"""GAN architectures: output shapes from every `gan=` config, the layer sizes the issue names, the
+"""GAN architectures: output shapes from every `gan=` config, the layer sizes of the original architectures, the
 shared settings every option inherits, and Lightning training steps of every architecture with every
 loss: the generator step leaves the discriminator's gradients alone, and values are logged only on the
 steps Lightning logs."""

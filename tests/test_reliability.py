@@ -1,4 +1,4 @@
-"""Reliability (issue 7): divergence, interruption by signal and resuming, input limits, determinism."""
+"""Reliability: divergence, interruption by signal and resuming, input limits, determinism."""
 
 import csv
 import json

@@ -150,9 +150,9 @@ def test_bad_settings_fail_before_any_output(compose_at, tmp_path, override, mat
 
 # ---------------------------------------------------------------- the command line
 
-def test_issue_command(run_cli, tmp_path):
+def test_classic_command(run_cli, tmp_path):
     """The classic command, as typed, with real weights: the total loss falls at least tenfold in 50 steps."""
-    run_dir = tmp_path / "issue"
+    run_dir = tmp_path / "classic"
     result = run_cli("optimizer=lbfgs", "style_weight=1e6", "image_size=64", "iterations=50", "logger=csv",
                      f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -86,7 +86,7 @@ def read_classifier(path: Path) -> tuple[LeNet, float] | None:
 
 
 def load_classifier(cache_dir: str | Path | None = None) -> tuple[LeNet, float]:
-    """The cached classifier and its held-out accuracy; trained (10-30 s on a CPU) and cached when missing.
+    """The cached classifier and its held-out accuracy; trained and cached when missing.
 
     The caller's random number stream is left as it was, so a run is the same whether or not it
     trained the classifier.
