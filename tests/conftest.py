@@ -28,13 +28,15 @@ os.environ.pop("HYDRA_FULL_ERROR", None)  # the CLI tests check the short, user-
 
 @pytest.fixture(scope="session", autouse=True)
 def _wandb_dirs(tmp_path_factory: pytest.TempPathFactory):
-    """Keep W&B's settings, cache and data out of the home directory."""
+    """Keep W&B's settings, cache and data, and the project's cache, out of the home directory."""
     root = tmp_path_factory.mktemp("wandb_home")
     with pytest.MonkeyPatch.context() as mp:
         for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
             (root / name).mkdir()
             mp.setenv(name, str(root / name))
         mp.delenv("WANDB_API_KEY", raising=False)
+        # the GAN metric's classifier (and other caches) in the session's temporary folder, trained once
+        mp.setenv("NST_RESEARCH_CACHE", str(tmp_path_factory.getbasetemp() / "classifier_cache"))
         yield
 
 
