@@ -9,6 +9,7 @@ exits 1. Only Hydra and OmegaConf are imported before the command line is parsed
 Lightning load with the task.
 """
 
+import gc
 import importlib
 import importlib.util
 import logging
@@ -44,10 +45,24 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARN
 
 
 def task_module(name: str) -> ModuleType:
-    """The module that runs task `name` (imported on demand: a GAN run never loads VGG code)."""
+    """The module that runs task `name` (imported on demand: a GAN run never loads VGG code).
+
+    Its first import (torch, Lightning, torchvision: about half a million objects that live as long as the
+    process) runs without the garbage collector, which would otherwise pass over them again and again, and
+    then freezes every object (`gc.freeze`): later passes, the interpreter's last one at exit included,
+    skip them."""
     if name not in TASKS:
         raise UserInputError(f"unknown task={name}; choose one of: {', '.join(TASKS)}")
-    return importlib.import_module(TASKS[name])
+    if TASKS[name] in sys.modules:
+        return sys.modules[TASKS[name]]
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return importlib.import_module(TASKS[name])
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
 
 
 def check_before_loading(cfg: DictConfig) -> None:

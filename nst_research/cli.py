@@ -13,6 +13,7 @@ copy of the config repository per call (`list_group_options_without_copies`).
 
 import argparse
 import difflib
+import gc
 import os
 import re
 import sys
@@ -58,8 +59,10 @@ def main() -> None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" and error.__cause__ is not None:
             traceback.print_exception(error.__cause__)
         sys.exit(2)
-
-    run_app()
+    try:
+        run_app()
+    finally:  # the run's files are written and its loggers finished: the interpreter's last garbage collection
+        gc.freeze()  # would take seconds over torch's objects to free memory that the exit frees anyway
 
 
 def check(args: argparse.Namespace) -> None:
