@@ -104,8 +104,6 @@ class StyleTransferModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         masks = None if self.masks is None else list(self.masks.as_dict().values())
         self.objective.set_targets(self.content, list(self.styles.as_dict().values()), self.blend, masks)
-        if not self.initial_losses:
-            self.initial_losses = self.evaluate()
         self.save_intermediate(self.run_step)
 
     @torch.no_grad()
@@ -120,6 +118,8 @@ class StyleTransferModule(pl.LightningModule):
         def closure() -> Tensor:
             optimizer.zero_grad()
             losses = self.compute_losses()
+            if not self.initial_losses:  # the first evaluation is of the start image (in [0, 1]): its losses
+                self.initial_losses = {k: v.item() for k, v in losses.items()}
             self.manual_backward(losses["total"])
             self.loss_evaluations += 1
             last.update(losses)
