@@ -32,7 +32,9 @@ class VGGFeatures(nn.Module):
         self.deepest = max(layers, key=order.index)
 
         source = load_weights(weights, arch, path, input_convention, sha256)
-        network = vgg_features(arch)
+        with torch.device("meta"):  # every weight is set below: no random initialisation to throw away
+            network = vgg_features(arch)
+        network.to_empty(device="cpu")
         convs = [m for m in network if isinstance(m, nn.Conv2d)]
         with torch.no_grad():
             for conv, (weight, bias) in zip(convs, source.convs, strict=True):

