@@ -3,12 +3,14 @@
     python scripts/bench.py                            # nst, quality (512 px) and gan
     python scripts/bench.py --quality-sizes 256 512    # time to quality at 256 px too
     python scripts/bench.py --sections batched_sweep memory  # batched sweeps; Adam at 1024, 2048 px
+    python scripts/bench.py --sections startup         # the command line's answers; a run's start and end
     python scripts/bench.py --quick                    # tiny sizes and few steps: checks that it works
 
 Sections: `nst` (style-transfer step time, framework vs a plain PyTorch loop), `time_to_quality`
 (time for single-scale and multi-scale L-BFGS to reach the same loss), `gan` (GAN step time, framework
 vs a plain PyTorch loop) and, not in the defaults, `batched_sweep` (a batched sweep vs the same runs one after
-another) and `memory` (peak memory of Adam at 1024 and 2048 px). CUDA rows appear when a GPU is present.
+another), `memory` (peak memory of Adam at 1024 and 2048 px) and `startup` (the command line's quick answers,
+and where a run's time goes before its first step and after its last). CUDA rows appear when a GPU is present.
 """
 
 import argparse
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from nst_research.bench import batched, gan, nst
+from nst_research.bench import batched, gan, nst, startup
 from nst_research.bench.measure import format_table
 
 STEP_SECTIONS = {"nst": nst.run_section, "gan": gan.run_section, "memory": nst.memory_section}
@@ -30,8 +32,10 @@ OTHER_SECTIONS = [  # name in the JSON, title, section
      "within half its time", lambda args: nst.quality_section(args.devices, args.quick, args.quality_sizes)),
     ("batched_sweep", "batched sweep of 4 style weights (Adam) vs the same 4 runs one after another (wall time)",
      lambda args: batched.run_section(args.devices, args.quick)),
+    ("startup", "start-up: the command line's answers, and a run's time before its first step and after its last "
+     "(fresh processes, median of the rounds)", lambda args: startup.run_section(args.quick)),
 ]
-SECTIONS = [*STEP_SECTIONS, "time_to_quality", "batched_sweep"]
+SECTIONS = [*STEP_SECTIONS, "time_to_quality", "batched_sweep", "startup"]
 DEFAULT_SECTIONS = ["nst", "gan", "time_to_quality"]
 
 

@@ -1,9 +1,13 @@
 """The benchmark command keeps working: its quick mode prints every table and writes the JSON."""
 
 import json
+import os
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
+
+from nst_research.bench import startup
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,3 +50,31 @@ def test_quality_size_below_the_coarsest_scale_is_refused_in_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1].endswith("'64' must be an integer >= 128 (multi-scale starts there)")
     assert not output.exists()
+
+
+def test_quick_startup_section_times_the_commands_and_each_phase_of_a_run(tmp_path):
+    output = tmp_path / "bench.json"
+    env = {**os.environ, "NST_RESEARCH_CACHE": str(tmp_path / "cache")}  # the first run hashes the weights file
+    done = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--sections", "startup", "--output",
+                           str(output)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    parts = defaultdict(dict)
+    for row in json.loads(output.read_text())["startup"]:
+        parts[row["part"]][row["what"]] = row
+        assert row["min_s"] <= row["median_s"] <= row["max_s"], row
+    assert set(parts["command"]) == {*startup.COMMANDS, startup.LIGHTNING_IMPORT}
+    assert set(parts["run 64px"]) == {"whole run", "to the first step", "2 steps", "after the last step",
+                                      "to the first step beyond import lightning.pytorch"}
+    before, after = parts["before first step"], parts["after last step"]
+    for phase in ("import torch", "import lightning (beyond torch)", "import wandb", "Hydra: compose the config",
+                  "weights file: load; VGG and loss terms built", "images: read, resize", "W&B start (offline)",
+                  "Lightning: Trainer construction", "step-0 image: PNG, checkpoint.pt, W&B"):
+        assert before[phase]["calls"] >= 1, phase
+    assert before["targets: VGG on content and style"]["calls"] == 1
+    assert "losses of the image: VGG forward" not in before  # the start image's come from the first step
+    assert before["weights file: sha256 check (cache look-up)"]["calls"] == 1
+    assert "weights file: sha256 hashing" not in before  # the untraced run before it hashed the file once
+    assert after["losses of the image: VGG forward"]["calls"] == 1  # the final losses
+    for phase in ("results.json", "W&B results table and artifacts", "W&B finish; CSV flush", startup.PYTHON_EXIT):
+        assert phase in after, phase
+    assert "start-up" in done.stdout and "W&B start (offline)" in done.stdout
