@@ -46,7 +46,7 @@ COMMANDS = {  # name: the command line after `python`
 EXPECTED_STATUS = {"scripts/run.py style_wieght=1 (misspelt key)": 2, "scripts/run.py content=missing.jpg": 2}
 LIGHTNING_IMPORT = "import lightning.pytorch (process start to imported)"
 LIGHTNING_CODE = "import time, lightning.pytorch; print(time.monotonic())"
-OTHER = "other (our code and Python outside the functions below)"
+OTHER = "other (code outside the traced functions)"
 CHECKS = "checks: numbers, layer names, image headers"
 IMPORTS = {  # top-level package: label, for its first import
     "hydra": "import Hydra",
