@@ -43,7 +43,7 @@ def test_experiment_runs_one_tiny_job(experiment, compose_cfg, tmp_path, tmp_pat
     cache = tmp_path_factory.getbasetemp() / "classifier_cache"  # the GAN metric's classifier, shared with its tests
     extra = [*TINY[task], f"metric.cache_dir={cache}"] if task == "gan" else TINY[task]
     cfg = compose_cfg([f"experiment={experiment}", *first_job, *extra, "logger=csv"], tmp_path)
-    results = task_module(cfg.task).run(cfg)
+    results = task_module(cfg.task).run(cfg).to_dict()
     assert results["status"] == "completed"
     assert (tmp_path / results["result"]).is_file()
 

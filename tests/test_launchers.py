@@ -13,10 +13,10 @@ SWEEP = ["optimizer=lbfgs,adam", *TINY]
 
 
 def layout(sweep_dir: Path) -> list[str]:
-    """Every path under `sweep_dir`, with W&B's run ids and media hashes made generic."""
-    paths = (str(p.relative_to(sweep_dir)) for p in sweep_dir.rglob("*"))
-    return sorted(re.sub(r"run-(\d{8}_\d{6}-)?[a-z0-9]{8}", "run-ID", re.sub(r"_[0-9a-f]{20}\.png$", "_HASH.png", p))
-                  for p in paths)
+    """Every path under `sweep_dir`, with W&B's run ids, media hashes and artifact staging names made generic."""
+    paths = (re.sub(r"staging/tmp\w+", "staging/TMP", str(p.relative_to(sweep_dir))) for p in sweep_dir.rglob("*"))
+    hashed = (re.sub(r"_[0-9a-f]{20}\.(png|table\.json)$", r"_HASH.\1", p) for p in paths)
+    return sorted(re.sub(r"run-(\d{8}_\d{6}-)?[a-z0-9]{8}", "run-ID", p) for p in hashed)
 
 
 def wandb_runs(sweep_dir: Path) -> list[dict[str, str]]:

@@ -88,6 +88,9 @@ def test_offline_logger_does_not_leak_wandb_mode_into_the_next_job(monkeypatch, 
     class FakeRun:
         dir = str(tmp_path / "offline-run-x" / "files")
 
+        def define_metric(self, *args, **kwargs):
+            pass
+
     class FakeWandbLogger:
         def __init__(self, offline, **kwargs):
             os.environ["WANDB_MODE"] = "dryrun"  # what Lightning does for offline=True

@@ -31,8 +31,7 @@ from nst_research.bench.measure import (
     synchronize,
 )
 from nst_research.bench.trace import read_trace
-from nst_research.nst.inputs import prepare_inputs
-from nst_research.nst.task import build_objective, run
+from nst_research.nst.task import build_objective, input_loader, run
 
 OPTIMIZERS = ["lbfgs", "adam"]
 # size: (rounds, warm-up steps, timed steps). Framework and plain loop alternate, one fresh process per
@@ -75,7 +74,7 @@ def plain_case(optimizer: str, size: int, device: str, warmup: int, steps: int) 
     """The same computation without the framework: objective, optimizer and clamp in a bare loop."""
     baseline = resident_mib()
     cfg = nst_config([f"optimizer={optimizer}", f"image_size={size}"], Path("."))
-    inputs = prepare_inputs(cfg)
+    inputs = input_loader(cfg)(size)
     objective = build_objective(cfg).to(device)
     reset_peak_memory(device)
     objective.set_targets(inputs.content.to(device), [style.to(device) for style in inputs.styles], inputs.blend)

@@ -156,11 +156,11 @@ def run(elements: list[Element], inputs: list[StyleTransferInputs], objective: S
         try:
             trainer.fit(module)
         except RunDiverged as diverged:
-            bad = module.diverged()
-            first = elements[bad[0]] if bad else elements[0]
-            raise RunDiverged(f"{first.name}: the total loss diverged at step {diverged.step}; "
-                              f"{first.hint(diverged.step)} ({len(bad)} of {len(elements)} diverged; the batch "
-                              "stopped)", diverged.step) from None
+            bad = module.diverged() or [0]
+            first = elements[bad[0]]
+            raise RunDiverged(f"{first.name}: the total loss became {module.latest[bad[0]]['total'].item()} at step "
+                              f"{diverged.step}; {first.hint(diverged.step)} ({len(bad)} of {len(elements)} "
+                              "diverged; the batch stopped)", diverged.step) from None
     return BatchedResults(status="completed", result=".", directory=str(output_dir),
                           names=[e.name for e in elements], runs=[e.run.results for e in elements])
 

@@ -60,3 +60,6 @@ class BatchedResults(RunResults):
     directory: str = "."
     names: list[str] = field(default_factory=list)
     runs: list[StyleTransferResults] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "runs": [run.to_dict() for run in self.runs]}

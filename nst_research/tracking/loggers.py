@@ -94,7 +94,7 @@ def wandb_logger(**kwargs: Any) -> Logger | None:
     for offline in ([False, True] if mode == "online" else [True]):
         try:
             logger = WandbLogger(offline=offline, **kwargs)
-            logger._wandb_init.pop("anonymous", None)  # Lightning passes it; W&B warns that it is deprecated
+            getattr(logger, "_wandb_init", {}).pop("anonymous", None)  # Lightning passes it; W&B warns about it
             run = logger.experiment  # starts the run now, so failures surface here, not mid-run
         except Exception as error:  # W&B must never stop a run
             reason = f"W&B failed to start ({type(error).__name__}: {error})"
