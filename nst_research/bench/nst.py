@@ -145,8 +145,8 @@ def quality_run(size: int, device: str, overrides: list[str], target_loss: float
         results, trace = traced_run(cfg, start, final_size=size, target_loss=target_loss, budget_s=budget_s)
     final = [point for point in trace if point["size"] == size and point["loss"] is not None]
     if target_loss is None:
-        return {"steps": results["steps"], "wall_s": final[-1]["time"] - start,
-                "loss": results["final_losses"]["total"]}
+        return {"steps": results.steps, "wall_s": final[-1]["time"] - start,
+                "loss": results.final_losses["total"]}
     reached = next((point for point in final if point["loss"] <= target_loss), None)
     return {"steps": trace[-1]["step"], "wall_s": None if reached is None else reached["time"] - start,
             "loss": final[-1]["loss"] if final else None}
