@@ -28,7 +28,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
@@ -52,8 +51,6 @@ class FeedForwardModule(pl.LightningModule):
                  styles: Sequence[Tensor], blend: Sequence[float], samples: Tensor, sample_every: int = 100,
                  output_dir: Path | str | None = None) -> None:
         super().__init__()
-        if isinstance(network, DictConfig):
-            network = OmegaConf.to_container(network, resolve=True)
         self.save_hyperparameters({NETWORK_KEY: dict(network)})
         self.network = build_network(network)
         self.objective = objective
