@@ -7,6 +7,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from nst_research.bench import startup
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +54,7 @@ def test_quality_size_below_the_coarsest_scale_is_refused_in_one_line(tmp_path):
     assert not output.exists()
 
 
+@pytest.mark.slow  # run with pytest -m slow
 def test_quick_startup_section_times_the_commands_and_each_phase_of_a_run(tmp_path):
     output = tmp_path / "bench.json"
     env = {**os.environ, "NST_RESEARCH_CACHE": str(tmp_path / "cache")}  # the first run hashes the weights file

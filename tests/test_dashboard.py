@@ -236,6 +236,7 @@ def test_saves_the_report_when_logged_in(nst_sweep, tmp_path, capsys, monkeypatc
             for rs in p["metadata"]["runSets"]} == {"UHJvamVjdDox"}
 
 
+@pytest.mark.slow  # run with pytest -m slow
 def test_gan_sweep(run_cli, tmp_path):
     """A GAN sweep: Frechet distance panels and sample grids."""
     sweep = tmp_path / "gan"

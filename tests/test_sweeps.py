@@ -99,6 +99,7 @@ def test_compare_without_runs_is_a_clear_error(tmp_path):
         find_runs(tmp_path)
 
 
+@pytest.mark.slow  # run with pytest -m slow
 def test_seeded_optuna_search_reports_its_best_parameters(run_cli, tmp_path):
     results = []
     for attempt in ("a", "b"):
