@@ -31,7 +31,7 @@ from nst_research.tracking.sweep import sweep_job, with_sweep_job
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger(__name__)
-TASKS = {"nst": "nst_research.nst.task", "gan": "nst_research.gan.task"}
+TASKS = {"nst": "nst_research.nst.task", "gan": "nst_research.gan.task", "feedforward": "nst_research.feedforward.task"}
 RESUME_GROUPS = ("logger", "trainer")  # config groups a resumed run may change: how it is logged and run
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")

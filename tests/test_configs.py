@@ -22,8 +22,8 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and any(p.glob("*.yaml")))
 OPTIONS = [(group, p.stem) for group in GROUPS for p in sorted((CONF_DIR / group).glob("*.yaml"))]
 NEEDS_NETWORK = {"vgg16_torchvision", "vgg19_torchvision"}
-TASK_OF_GROUP = {"gan": "gan", "data": "gan"}  # groups that only the GAN task's defaults list contains
-UNLISTED = {"network", "photos"}  # feed-forward groups that no task's defaults list contains yet: appended with +
+# groups that only one task's defaults list contains
+TASK_OF_GROUP = {"gan": "gan", "data": "gan", "network": "feedforward", "photos": "feedforward"}
 
 
 def test_config_groups_found():
@@ -57,7 +57,7 @@ def test_every_option_composes(compose_cfg, group, option):
         cfg = compose_cfg([f"+term@objective.terms.added={option}"])
         assert callable(get_object(cfg.objective.terms.added._target_))
         return
-    cfg = compose_cfg([*task, f"{'+' if group in UNLISTED else ''}{group}={option}"])
+    cfg = compose_cfg([*task, f"{group}={option}"])
     node = cfg.get(group)
     if group == "task":  # a global package: it sets `task` to its own name, plus that task's keys
         assert node == option

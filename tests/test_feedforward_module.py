@@ -154,3 +154,17 @@ def test_a_non_finite_loss_stops_training(tmp_path):
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
     with pytest.raises(RunDiverged, match="training loss became nan at step 1"):
         trainer.fit(module, datamodule=photos)
+
+
+@pytest.mark.parametrize("budget", [{"max_steps": 3, "max_epochs": -1}, {"max_steps": -1, "max_epochs": 1}])
+def test_validation_follows_the_last_step(tmp_path, budget):
+    """Validation every 2 steps counted across epochs, and after the last step (3) whether steps or epochs end
+    the training: the final network is always scored."""
+    photos = DemoPhotos(image_size=SIZE, batch_size=2, steps_per_epoch=STEPS_PER_EPOCH)
+    trainer = pl.Trainer(**budget, val_check_interval=2, check_val_every_n_epoch=None, accelerator="cpu", devices=1,
+                         logger=CSVLogger(tmp_path, name="csv", version=""), log_every_n_steps=1,
+                         num_sanity_val_steps=0, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(make_module(photos, None), datamodule=photos)
+    assert trainer.global_step == 3
+    assert [row["step"] for row in metrics(tmp_path) if row["val/total"]] == ["2", "3"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from torch import nn
 
@@ -29,7 +30,7 @@ FIX = "give a feed-forward run directory or its .ckpt file"
 
 def build_network(config: Mapping[str, Any]) -> nn.Module:
     """Build a network from its `_target_` node; the target must be an `nn.Module` class (checked before
-    anything is called)."""
+    anything is called). Arguments the class refuses (a ValueError or TypeError) are a UserInputError."""
     target = config.get("_target_")
     try:
         cls = get_class(target) if isinstance(target, str) else None
@@ -38,7 +39,13 @@ def build_network(config: Mapping[str, Any]) -> nn.Module:
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise UserInputError(f"network _target_ {target!r} is not a torch.nn.Module class; give the import path "
                              "of a network class, e.g. nst_research.feedforward.network.JohnsonNet")
-    return instantiate(dict(config))
+    try:
+        return instantiate(dict(config))
+    except InstantiationException as error:  # the class's own complaint about its arguments, e.g. width=0
+        if isinstance(error.__cause__, ValueError | TypeError):
+            raise UserInputError(f"network: {error.__cause__}; give the options its class takes "
+                                 "(see conf/network/)") from None
+        raise
 
 
 def checkpoint_file(path: Path) -> Path:

@@ -10,7 +10,9 @@ The objective has this interface: `set_styles(styles, blend)` (style targets, on
 "style/<layer>": ...}`.
 
 Logged: `train/<term>` every step, `val/<term>` on the held-out images (the checkpoint callback can monitor
-`val/total`), both at `step`, the optimizer steps taken. A grid of the held-out images (top row) and their
+`val/total`), both at `step`, the optimizer steps taken. Validation also runs after the last step (the module
+asks the trainer to stop there, and Lightning validates a stopping step), so the final network is always
+scored and checkpointed, whatever the validation interval. A grid of the held-out images (top row) and their
 stylisations (bottom row) is saved as `samples/step_XXXXXX.png` at the start, every `sample_every` steps and
 at the end, and sent to W&B in the row of that step's losses when they are logged; rank zero only.
 `initial_losses` are the held-out images' terms before training; `evaluate()` gives them at any time (the
@@ -116,6 +118,17 @@ class FeedForwardModule(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
         if self.global_step % self.sample_every == 0:  # Lightning logs this step's losses next, if it logs them
             self.save_samples(with_metrics=self.global_step % self.trainer.log_every_n_steps == 0)
+        if self.is_last_step(batch_idx):
+            self.trainer.should_stop = True  # Lightning then validates after this step
+
+    def is_last_step(self, batch_idx: int) -> bool:
+        """This step reaches `max_steps`, or ends the last of `max_epochs`."""
+        trainer = self.trainer
+        if trainer.max_steps >= 0 and self.global_step >= trainer.max_steps:
+            return True
+        epochs = trainer.max_epochs
+        last_epoch = epochs is not None and epochs >= 0 and trainer.current_epoch + 1 >= epochs
+        return last_epoch and batch_idx + 1 >= trainer.num_training_batches
 
     def on_train_end(self) -> None:
         if self.last_sample_step != self.global_step:
