@@ -3,14 +3,17 @@
     python scripts/bench.py                            # nst, quality (512 px) and gan
     python scripts/bench.py --quality-sizes 256 512    # time to quality at 256 px too
     python scripts/bench.py --sections batched_sweep memory  # batched sweeps; Adam at 1024, 2048 px
+    python scripts/bench.py --sections feedforward     # feed-forward networks: training and stylising
     python scripts/bench.py --sections startup         # the command line's answers; a run's start and end
     python scripts/bench.py --quick                    # tiny sizes and few steps: checks that it works
 
 Sections: `nst` (style-transfer step time, framework vs a plain PyTorch loop), `time_to_quality`
 (time for single-scale and multi-scale L-BFGS to reach the same loss), `gan` (GAN step time, framework
 vs a plain PyTorch loop) and, not in the defaults, `batched_sweep` (a batched sweep vs the same runs one after
-another), `memory` (peak memory of Adam at 1024 and 2048 px) and `startup` (the command line's quick answers,
-and where a run's time goes before its first step and after its last). CUDA rows appear when a GPU is present.
+another), `memory` (peak memory of Adam at 1024 and 2048 px), `feedforward` (training steps per second of a
+feed-forward network at 128 and 256 px, and the time to stylise an image at 256, 512 and 1024 px) and `startup`
+(the command line's quick answers, and where a run's time goes before its first step and after its last). CUDA
+rows appear when a GPU is present.
 """
 
 import argparse
@@ -23,10 +26,11 @@ from pathlib import Path
 
 import torch
 
-from nst_research.bench import batched, gan, nst, startup
+from nst_research.bench import batched, feedforward, gan, nst, startup
 from nst_research.bench.measure import format_table
 
-STEP_SECTIONS = {"nst": nst.run_section, "gan": gan.run_section, "memory": nst.memory_section}
+STEP_SECTIONS = {"nst": nst.run_section, "gan": gan.run_section, "memory": nst.memory_section,
+                 "feedforward": feedforward.run_section}
 OTHER_SECTIONS = [  # name in the JSON, title, section
     ("time_to_quality", "time to quality: L-BFGS single-scale, and multi-scale (coarse to fine) to the same loss "
      "within half its time", lambda args: nst.quality_section(args.devices, args.quick, args.quality_sizes)),
