@@ -154,3 +154,43 @@ def test_ema_output_is_the_average_of_the_iterates(compose_cfg, tmp_path):
     assert averaged["final_losses"]["total"] > plain["final_losses"]["total"]
     images = [torch.tensor(list(Image.open(d / "result.png").getdata()), dtype=torch.float) for _, d in runs.values()]
     assert not torch.equal(*images)
+
+
+def test_carried_adam_moments_are_resized_to_each_new_scale(compose_cfg, tmp_path):
+    """crowsonkb's warm start: the final scale's Adam goes on counting from the coarser scales' steps, with
+    moments of the new size; without carrying, it starts from nothing."""
+    steps = {}
+    for carry in ("false", "true"):
+        cfg = compose_cfg(["optimizer=adam", "image_size=64", "multiscale.min_size=32", "multiscale.iterations=3",
+                           "iterations=4", "logger=none", f"multiscale.carry_optimizer_state={carry}"],
+                          tmp_path / carry)
+        run_style_transfer(cfg)
+        state = torch.load(tmp_path / carry / "checkpoint.pt", weights_only=True)
+        (moments,) = state["optimizer"]["state"].values()
+        assert moments["exp_avg"].shape == moments["exp_avg_sq"].shape == state["image"].shape
+        assert moments["exp_avg_sq"].min() >= 0
+        steps[carry] = int(moments["step"])
+    assert steps == {"false": 4, "true": 3 + 3 + 4}
+
+
+def test_resized_state_keeps_what_is_not_image_shaped():
+    from nst_research.nst.multiscale import resize_state
+
+    state = {"state": {0: {"step": torch.tensor(7.0), "exp_avg": torch.ones(1, 3, 8, 8)}}, "param_groups": [{}]}
+    resized = resize_state(state, [torch.zeros(1, 3, 16, 12)])
+    assert resized["state"][0]["step"] == 7 and resized["param_groups"] == [{}]
+    torch.testing.assert_close(resized["state"][0]["exp_avg"], torch.ones(1, 3, 16, 12))
+
+
+@pytest.mark.parametrize("overrides, names", [
+    (["optimizer=lbfgs"], "L-BFGS"),
+    (["optimizer=adam", "parameterization=spectrum"], "Spectrum"),
+])
+def test_carrying_state_that_cannot_be_resized_is_refused_before_any_output(overrides, names, run_cli, tmp_path):
+    output_dir = tmp_path / "run"
+    done = run_cli("image_size=64", "multiscale.min_size=32", "multiscale.carry_optimizer_state=true", "logger=none",
+                   *overrides, f"hydra.run.dir={output_dir}")
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: multiscale.carry_optimizer_state=true") and names in line, line
+    assert not output_dir.exists()

@@ -15,7 +15,9 @@ from nst_research.errors import RunDiverged
 from nst_research.nst.averaging import IterateAverage
 from nst_research.nst.color import with_chroma
 from nst_research.nst.images import save_image
+from nst_research.nst.multiscale import resize_state
 from nst_research.nst.objective import StyleTransferObjective
+from nst_research.nst.parameterizations import ImageParameterization, Pixels
 from nst_research.nst.terms import Buffers
 from nst_research.tracking.loggers import log_images
 
@@ -34,7 +36,10 @@ class StyleTransferCheckpoint(TypedDict):
 
 
 class StyleTransferModule(pl.LightningModule):
-    """Optimises pixels to minimise a `StyleTransferObjective` (Gatys et al., 2016).
+    """Optimises an image to minimise a `StyleTransferObjective` (Gatys et al., 2016).
+
+    The optimizer steps the tensors of `parameterization` (the pixels by default; see
+    `nst_research.nst.parameterizations`), and `image` is the image they make.
 
     One training batch is one optimizer step. L-BFGS steps through a closure (each call is one
     loss evaluation, counted); Adam and SGD take plain steps. The image is clamped to [0, 1]
@@ -51,7 +56,8 @@ class StyleTransferModule(pl.LightningModule):
     steps (`trainer.log_every_n_steps`), so a GPU never waits on the other steps.
 
     `checkpoint_state()` (written as checkpoint.pt with every intermediate image) and `resume`
-    continue a scale where an interrupted run stopped.
+    continue a scale where an interrupted run stopped. `optimizer_state` starts the optimizer from the
+    state of a coarser scale's (Adam's moments, resized to this scale), instead of from nothing.
     """
 
     def __init__(self, objective: StyleTransferObjective, content: Tensor, styles: list[Tensor],
@@ -59,7 +65,9 @@ class StyleTransferModule(pl.LightningModule):
                  optimizer: Callable[[list[nn.Parameter]], Optimizer], iterations: int,
                  save_every: int, output_dir: Path, chroma: Tensor | None = None,
                  masks: list[Tensor] | None = None, step_offset: int = 0, ema_decay: float | None = None,
-                 scale: int = 0, resume: StyleTransferCheckpoint | None = None):
+                 scale: int = 0, resume: StyleTransferCheckpoint | None = None,
+                 parameterization: Callable[[Tensor], ImageParameterization] = Pixels,
+                 optimizer_state: dict[str, Any] | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.objective = objective
@@ -67,7 +75,7 @@ class StyleTransferModule(pl.LightningModule):
         self.styles = Buffers({f"style_{i}": style for i, style in enumerate(styles)})  # buffers: moved, not trained
         self.blend = blend
         self.masks = None if masks is None else Buffers({f"mask_{i}": mask for i, mask in enumerate(masks)})
-        self.image = nn.Parameter(init.contiguous())  # L-BFGS flattens gradients with view(-1)
+        self.parameterization = parameterization(init)
         self.optimizer_factory, self.iterations = optimizer, iterations
         self.save_every, self.output_dir = save_every, Path(output_dir)
         self.register_buffer("chroma", chroma, persistent=False)  # preserve_color=luminance: the content in RGB
@@ -76,7 +84,7 @@ class StyleTransferModule(pl.LightningModule):
         self.resumed_steps: int = resume["scale_steps"] if resume else 0  # this scale's steps before this module
         self.loss_evaluations: int = resume["loss_evaluations"] if resume else 0
         self.initial_losses: dict[str, float] = resume["initial_losses"] if resume else {}
-        self.resumed_optimizer = resume.get("optimizer") if resume else None
+        self.resumed_optimizer = resume.get("optimizer") if resume else optimizer_state
         if resume and self.average is not None and resume.get("average"):
             self.average.load_state_dict(resume["average"])
         self.last_good = self.snapshot()  # the latest checked iterate whose loss was finite
@@ -85,10 +93,16 @@ class StyleTransferModule(pl.LightningModule):
         """One item per optimizer step: Lightning needs a loader even when the data is one image."""
         return DataLoader(range(self.iterations), batch_size=None)
 
+    @property
+    def image(self) -> Tensor:
+        """The image being optimised, as the objective sees it."""
+        return self.parameterization()
+
     def configure_optimizers(self) -> Optimizer:
-        optimizer = self.optimizer_factory([self.image])
-        if self.resumed_optimizer is not None:
-            optimizer.load_state_dict(self.resumed_optimizer)
+        parameters = list(self.parameterization.parameters())
+        optimizer = self.optimizer_factory(parameters)
+        if self.resumed_optimizer is not None:  # resumed, or carried from the coarser scale (resized)
+            optimizer.load_state_dict(resize_state(self.resumed_optimizer, parameters))
         return optimizer
 
     @property
@@ -135,7 +149,7 @@ class StyleTransferModule(pl.LightningModule):
                 raise RunDiverged(message, self.run_step)
             self.last_good = start
         with torch.no_grad():  # projected steps: pixels stay in [0, 1] for every optimizer
-            self.image.clamp_(0, 1)
+            self.parameterization.assign(self.image.clamp(0, 1))
         if self.average is not None:
             self.average.update(self.image)
         if check:  # only logged steps pay for Lightning's logging, as they alone read the loss on the host
@@ -168,7 +182,7 @@ class StyleTransferModule(pl.LightningModule):
     @torch.no_grad()
     def restore(self, snapshot: tuple[Tensor, dict[str, Tensor] | None]) -> None:
         image, average = snapshot
-        self.image.copy_(image)
+        self.parameterization.assign(image)
         if average is not None:
             self.average.load_state_dict(average)
 

@@ -1,9 +1,12 @@
-"""Coarse-to-fine style transfer: the schedule of sizes, and carrying an image from one scale to the next.
+"""Coarse-to-fine style transfer: the schedule of sizes, and carrying an image (and optimizer state) from one
+scale to the next.
 
 Optimising first at a small size settles the large-scale layout cheaply; each finer scale
 starts from the previous result upsampled, with the targets recomputed at its own size (as
 jcjohnson/neural-style's multires recipe and crowsonkb/style-transfer-pytorch do).
 """
+
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -46,3 +49,16 @@ def upsample(image: Tensor, like: Tensor) -> Tensor:
     """`image` resized (bicubic) to the height and width of `like`, clamped to [0, 1]."""
     resized = F.interpolate(image, size=like.shape[-2:], mode="bicubic", align_corners=False)
     return resized.clamp(0, 1).contiguous()
+
+
+def resize_state(state: dict[str, Any], like: list[Tensor]) -> dict[str, Any]:
+    """An optimizer's state dict with each parameter's image-shaped state (Adam's moments, SGD's momentum)
+    resized to the shape of that parameter in `like`: crowsonkb/style-transfer-pytorch's warm start of Adam at
+    each new scale. Bilinear, so that Adam's second moments stay non-negative."""
+    def resized(value: Any, parameter: Tensor) -> Any:
+        if isinstance(value, Tensor) and value.dim() == 4 and value.shape != parameter.shape:
+            return F.interpolate(value, size=parameter.shape[-2:], mode="bilinear", align_corners=False)
+        return value
+
+    return {**state, "state": {index: {key: resized(value, like[index]) for key, value in values.items()}
+                               for index, values in state["state"].items()}}

@@ -60,6 +60,18 @@ def divergence_hint(step: int, lbfgs: bool, lr: float | None, weights: str) -> s
     return f"the learning rate is likely too high: try a smaller optimizer.lr (it is {lr})"
 
 
+def check_carry(lbfgs: bool, parameterization: type) -> None:
+    """`multiscale.carry_optimizer_state` needs state shaped like the image: Adam's or SGD's, on a resizable
+    parameterization."""
+    if lbfgs:
+        raise UserInputError("multiscale.carry_optimizer_state=true carries Adam's or SGD's state; L-BFGS's history "
+                             "cannot be resized: use optimizer=adam, or drop the override")
+    if not parameterization.resizable:
+        raise UserInputError(f"multiscale.carry_optimizer_state=true: the {parameterization.__name__} "
+                             "parameterization's state cannot be resized between scales; use parameterization=pixels "
+                             "or laplacian, or drop the override")
+
+
 def hint_for(cfg: DictConfig) -> Callable[[int], str]:
     """`divergence_hint` with this config's optimizer and weights."""
     weights = f"style_weight={cfg.style_weight}, content_weight={cfg.content_weight}"
@@ -116,6 +128,9 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
     new_trainer = partial(make_trainer, cfg.trainer, logger=False, default_root_dir=output_dir)
     trainer = new_trainer()  # a trainer this machine cannot run is refused before anything is written
     make_module = instantiate(cfg.module)
+    carry = bool(cfg.multiscale.carry_optimizer_state)
+    if carry:
+        check_carry(lbfgs, make_module.keywords["parameterization"].func)
 
     with RunLifecycle(output_dir, OmegaConf.to_container(cfg, resolve=True), cfg.get("logger"), task="nst") as run:
         write_inputs(output_dir, scales[-1])
@@ -132,6 +147,7 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
                                output_dir / "intermediate" / f"scale_{max(module.image.shape[-2:])}px.png")
                     trainer = new_trainer()
                 resume = checkpoint if checkpoint and k == first else None
+                carried = module.optimizers().optimizer.state_dict() if module is not None and carry else None
                 if len(scales) > 1:
                     print(f"scale {k + 1}/{len(scales)}: {max(inputs.content.shape[-2:])} px, {steps[k]} steps")
                 init = (resume["image"] if resume else inputs.init) if module is None else upsample(
@@ -140,7 +156,8 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
                                      blend=inputs.blend, init=init, optimizer=optimizer,
                                      iterations=steps[k] - (resume["scale_steps"] if resume else 0),
                                      output_dir=output_dir, chroma=inputs.chroma, masks=inputs.masks,
-                                     step_offset=sum(r.steps for r in done), scale=k, resume=resume)
+                                     step_offset=sum(r.steps for r in done), scale=k, resume=resume,
+                                     optimizer_state=carried)
                 trainer.loggers = run.loggers
                 trainer.fit(module)
         except RunDiverged as diverged:
