@@ -1,14 +1,15 @@
 """Benchmark: step times, peak memory and time to quality, printed as tables and written as JSON.
 
-    python scripts/bench.py                            # nst, quality (512 px) and gan
-    python scripts/bench.py --quality-sizes 256 512    # time to quality at 256 px too
+    python scripts/bench.py                            # nst, gan and time to quality (256 px, cat:coffee)
+    python scripts/bench.py --sections time_to_quality --quality-sizes 256 512   # ... at 512 px too
+    python scripts/bench.py --sections time_to_quality --quality-pairs astronaut:hubble rocket:retina
     python scripts/bench.py --sections batched_sweep memory  # batched sweeps; Adam at 1024, 2048 px
     python scripts/bench.py --sections feedforward     # feed-forward networks: training and stylising
     python scripts/bench.py --sections startup         # the command line's answers; a run's start and end
     python scripts/bench.py --quick                    # tiny sizes and few steps: checks that it works
 
 Sections: `nst` (style-transfer step time, framework vs a plain PyTorch loop), `time_to_quality`
-(time for single-scale and multi-scale L-BFGS to reach the same loss), `gan` (GAN step time, framework
+(steps and time for each candidate way to reach the default run's loss sooner), `gan` (GAN step time, framework
 vs a plain PyTorch loop) and, not in the defaults, `batched_sweep` (a batched sweep vs the same runs one after
 another), `memory` (peak memory of Adam at 1024 and 2048 px), `feedforward` (training steps per second of a
 feed-forward network at 128 and 256 px, and the time to stylise an image at 256, 512 and 1024 px) and `startup`
@@ -32,8 +33,10 @@ from nst_research.bench.measure import format_table
 STEP_SECTIONS = {"nst": nst.run_section, "gan": gan.run_section, "memory": nst.memory_section,
                  "feedforward": feedforward.run_section}
 OTHER_SECTIONS = [  # name in the JSON, title, section
-    ("time_to_quality", "time to quality: L-BFGS single-scale, and multi-scale (coarse to fine) to the same loss "
-     "within half its time", lambda args: nst.quality_section(args.devices, args.quick, args.quality_sizes)),
+    ("time_to_quality", "time to quality: each candidate's steps, loss evaluations and wall time to the default "
+     "run's final loss (wall_s '-': not reached; loss: its last at the final size)",
+     lambda args: nst.quality_section(args.devices, args.quick, args.quality_sizes, args.quality_pairs,
+                                      args.quality_budget)),
     ("batched_sweep", "batched sweep of 4 style weights (Adam) vs the same 4 runs one after another (wall time)",
      lambda args: batched.run_section(args.devices, args.quick)),
     ("startup", "start-up: the command line's answers, and a run's time before its first step and after its last "
@@ -51,11 +54,23 @@ def quality_size(text: str) -> int:
     return int(text)
 
 
+def pair(text: str) -> tuple[str, str]:
+    """A `--quality-pairs` value: content:style."""
+    content, colon, style = text.partition(":")
+    if not (colon and content and style):
+        raise argparse.ArgumentTypeError(f"{text!r} must be content:style, e.g. cat:coffee")
+    return content, style
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=DEFAULT_SECTIONS)
-    parser.add_argument("--quality-sizes", nargs="+", type=quality_size, default=[512],
+    parser.add_argument("--quality-sizes", nargs="+", type=quality_size, default=[256],
                         help="sizes for time to quality")
+    parser.add_argument("--quality-pairs", nargs="+", type=pair, default=[("cat", "coffee")],
+                        help="content:style pairs for time to quality (sample names or paths)")
+    parser.add_argument("--quality-budget", type=float, default=1.0,
+                        help="time to quality: each candidate stops after this many times the default run's time")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps: checks that it works")
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
                         default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nst_research.bench import startup
+from nst_research.bench import nst, startup
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,9 +37,13 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert {row["case"] for row in gan_ratios} == {"fc (bce)", "dcgan (bce)"}
     assert all(row["ratio"] == row["framework_ms"] / row["plain_ms"] > 0 for row in gan_ratios)
     assert "GAN: framework vs plain PyTorch loop" in done.stdout
-    (quality,) = report["time_to_quality"]
-    assert quality["size"] == 64 and quality["single_scale_steps"] == 10 and quality["single_scale_loss"] > 0
-    assert quality["within_half"] == (quality["multiscale_s"] is not None)
+    default, *tried = report["time_to_quality"]
+    assert default["candidate"].startswith("default") and default["steps"] == 10 and default["time_ratio"] == 1
+    assert [row["candidate"] for row in tried] == list(nst.candidates(quick=True))
+    for row in tried:
+        assert row["target_loss"] == default["loss"] > 0 and row["pair"] == "cat:coffee", row
+        assert (row["wall_s"] is None) == (row["time_ratio"] is None)  # reached the default's loss or not
+        assert row["evaluations"] >= row["steps"] >= 1, row
     assert "time to quality" in done.stdout
     (batch,) = report["batched_sweep"]
     assert batch["batch"] == 4 and batch["speedup"] == batch["sequential_s"] / batch["batched_s"]

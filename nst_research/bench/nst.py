@@ -5,9 +5,10 @@ framework (`nst_research.nst.task.run`: Lightning, logging to CSV every step, cl
 checks) and as a minimal plain-PyTorch loop over the same objective and optimizer. Their ratio is
 the framework's overhead, measured in the same run.
 
-`quality`: time to quality. The default single-scale L-BFGS run at each size gives a final total
-loss; the multi-scale schedule (from 128 px) then runs until its loss at the final size reaches
-that loss, and the two wall times are compared.
+`time_to_quality`: the default single-scale L-BFGS run at each size and content:style pair gives a
+final total loss; each candidate way to get there sooner (multi-scale, Adam with its moments carried
+across scales, L-BFGS settings, other parameterizations of the image) then runs until its loss at the
+final size reaches that loss, and the wall times and steps are compared.
 """
 
 import tempfile
@@ -39,7 +40,7 @@ OPTIMIZERS = ["lbfgs", "adam"]
 SCHEDULE = {128: (1, 2, 10), 256: (3, 2, 8), 512: (1, 1, 3)}
 MULTISCALE_MIN_SIZE = 128
 MULTISCALE = [f"multiscale.min_size={MULTISCALE_MIN_SIZE}", "multiscale.iterations=50"]
-QUICK_QUALITY = (["iterations=10"], ["iterations=10", "multiscale.min_size=32", "multiscale.iterations=5"])
+QUICK_MULTISCALE = ["multiscale.min_size=32", "multiscale.iterations=5"]
 
 
 def nst_config(overrides: list[str], output_dir: Path) -> DictConfig:
@@ -132,41 +133,76 @@ def run_section(devices: list[str], quick: bool) -> list[Measurement]:
     return rows
 
 
+def candidates(quick: bool) -> dict[str, list[str]]:
+    """Ways to reach the default run's loss in fewer steps, each as its overrides on the default run."""
+    multiscale = QUICK_MULTISCALE if quick else MULTISCALE
+    return {
+        "multi-scale, L-BFGS": multiscale,
+        "multi-scale, Adam": ["optimizer=adam", *multiscale],
+        "multi-scale, Adam, moments carried": ["optimizer=adam", *multiscale, "multiscale.carry_optimizer_state=true"],
+        "L-BFGS history 20": ["optimizer.history_size=20"],
+        "L-BFGS strong Wolfe line search": ["optimizer.line_search_fn=strong_wolfe"],
+        "Laplacian pyramid": ["parameterization=laplacian"],
+        "spectrum 1/f^0.5": ["parameterization=spectrum"],
+        "spectrum 1/f^0.5, decorrelated colours": ["parameterization=spectrum",
+                                                   "parameterization.decorrelate_colors=true"],
+    }
+
+
 def quality_run(size: int, device: str, overrides: list[str], target_loss: float | None,
                 budget_s: float | None) -> dict[str, Any]:
-    """One L-BFGS run at `size`, until its end, `target_loss` at the final size or `budget_s`.
+    """One run at `size`, until its end, `target_loss` at the final size or `budget_s`.
 
-    Returns its steps, the wall time from the start (to the end; or to reaching `target_loss`, None if
-    it did not) and its last total loss at the final size."""
+    Returns its steps and loss evaluations (all scales) and the wall time from the start, to the end or to
+    reaching `target_loss` (None if it did not), and its last total loss at the final size."""
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = nst_config(["optimizer=lbfgs", f"image_size={size}", f"trainer.accelerator={device}", *overrides],
-                         Path(tmp))
+        cfg = nst_config([f"image_size={size}", f"trainer.accelerator={device}", *overrides], Path(tmp))
         start = time.perf_counter()
         results, trace = traced_run(cfg, start, final_size=size, target_loss=target_loss, budget_s=budget_s)
+    finished_scales = 0  # each scale's module counts its own evaluations
+    for point, following in zip(trace, [*trace[1:], None]):
+        point["evaluations"] += finished_scales
+        if following is not None and following["size"] != point["size"]:
+            finished_scales = point["evaluations"]
     final = [point for point in trace if point["size"] == size and point["loss"] is not None]
     if target_loss is None:
-        return {"steps": results.steps, "wall_s": final[-1]["time"] - start,
+        return {"steps": results.steps, "evaluations": results.loss_evaluations, "wall_s": final[-1]["time"] - start,
                 "loss": results.final_losses["total"]}
-    reached = next((point for point in final if point["loss"] <= target_loss), None)
-    return {"steps": trace[-1]["step"], "wall_s": None if reached is None else reached["time"] - start,
+    end = next((point for point in final if point["loss"] <= target_loss), None)
+    reached = end is not None
+    end = end or trace[-1]
+    return {"steps": end["step"], "evaluations": end["evaluations"], "wall_s": end["time"] - start if reached else None,
             "loss": final[-1]["loss"] if final else None}
 
 
-def quality_section(devices: list[str], quick: bool, sizes: list[int]) -> list[dict[str, Any]]:
-    """Single-scale L-BFGS's wall time to its final loss, and whether multi-scale reaches that loss at the
-    final size within half that time (it is stopped there, which bounds the benchmark's length)."""
-    single, multi = QUICK_QUALITY if quick else ([], MULTISCALE)
+def quality_section(devices: list[str], quick: bool, sizes: list[int], pairs: list[tuple[str, str]],
+                    budget: float) -> list[dict[str, Any]]:
+    """For each size and content:style pair, the default run (single-scale L-BFGS, 200 steps) gives its final loss
+    and wall time; each candidate then runs until its loss at the final size reaches that loss, or for `budget`
+    times the default's wall time. Rows: the steps, loss evaluations and wall time each took to reach it (wall
+    time None if it did not), its time over the default's, and its last loss."""
+    common = ["iterations=10"] if quick else []
     rows = []
     for device in devices:
         for size in [64] if quick else sizes:
-            one = in_fresh_process(quality_run, size, device, single, None, None)
-            coarse_to_fine = in_fresh_process(quality_run, size, device, multi, one["loss"], one["wall_s"] / 2)
-            rows.append({"size": size, "device": device, "single_scale_loss": one["loss"],
-                         "single_scale_steps": one["steps"], "single_scale_s": one["wall_s"],
-                         "multiscale_steps": coarse_to_fine["steps"], "multiscale_s": coarse_to_fine["wall_s"],
-                         "multiscale_loss": coarse_to_fine["loss"],
-                         "within_half": coarse_to_fine["wall_s"] is not None})
+            for content, style in pairs:
+                inputs = [f"content={content}", f"style={style}", *common]
+                default = in_fresh_process(quality_run, size, device, inputs, None, None)
+                rows.append(quality_row(size, device, content, style, "default (L-BFGS, pixels)", default, default))
+                for name, overrides in candidates(quick).items():
+                    result = in_fresh_process(quality_run, size, device, [*inputs, *overrides], default["loss"],
+                                              budget * default["wall_s"])
+                    rows.append(quality_row(size, device, content, style, name, result, default))
     return rows
+
+
+def quality_row(size: int, device: str, content: str, style: str, candidate: str, result: dict[str, Any],
+                default: dict[str, Any]) -> dict[str, Any]:
+    wall_s = result["wall_s"]
+    return {"size": size, "device": device, "pair": f"{content}:{style}", "candidate": candidate,
+            "steps": result["steps"], "evaluations": result["evaluations"], "wall_s": wall_s,
+            "time_ratio": None if wall_s is None else wall_s / default["wall_s"], "loss": result["loss"],
+            "target_loss": default["loss"]}
 
 
 def memory_case(size: int, device: str) -> Measurement:

@@ -12,8 +12,9 @@ from nst_research.bench.measure import synchronize
 
 
 class StepTrace(pl.Callback):
-    """After every step, append {time, step, size, loss} (`time.perf_counter()`, the logged `loss/total`, None
-    on the steps that log nothing when `trainer.log_every_n_steps` > 1).
+    """After every step, append {time, step, evaluations, size, loss} (`time.perf_counter()`, the run's step and
+    loss evaluations, the logged `loss/total`: None on the steps that log nothing when
+    `trainer.log_every_n_steps` > 1).
 
     With `target_loss`, stop once a step at `final_size` logs a loss at or below it; with `budget_s`,
     stop once `time.perf_counter()` passes `start + budget_s`.
@@ -32,7 +33,8 @@ class StepTrace(pl.Callback):
         size = max(module.image.shape[-2:])
         loss = trainer.callback_metrics["loss/total"].item() if module.checks_loss(batch_idx) else None  # logged steps
         with self.path.open("a") as f:
-            f.write(json.dumps({"time": now, "step": module.run_step, "size": size, "loss": loss}) + "\n")
+            f.write(json.dumps({"time": now, "step": module.run_step, "evaluations": module.loss_evaluations,
+                                "size": size, "loss": loss}) + "\n")
         reached = None not in (self.target_loss, loss) and size == self.final_size and loss <= self.target_loss
         if reached or (self.deadline is not None and now > self.deadline):
             trainer.should_stop = True
