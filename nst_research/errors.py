@@ -20,3 +20,6 @@ class RunDiverged(RuntimeError):
     def __init__(self, message: str, step: int):
         super().__init__(message)
         self.step = step
+
+    def __reduce__(self) -> tuple:  # pickled with its step (e.g. from a benchmark's worker process)
+        return type(self), (str(self), self.step)

@@ -34,7 +34,7 @@ STEP_SECTIONS = {"nst": nst.run_section, "gan": gan.run_section, "memory": nst.m
                  "feedforward": feedforward.run_section}
 OTHER_SECTIONS = [  # name in the JSON, title, section
     ("time_to_quality", "time to quality: each candidate's steps, loss evaluations and wall time to the default "
-     "run's final loss (wall_s '-': not reached; loss: its last at the final size)",
+     "run's final loss (wall_s '-': not reached; loss: its last at the final size, or its last finite one)",
      lambda args: nst.quality_section(args.devices, args.quick, args.quality_sizes, args.quality_pairs,
                                       args.quality_budget)),
     ("batched_sweep", "batched sweep of 4 style weights (Adam) vs the same 4 runs one after another (wall time)",

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -164,6 +165,13 @@ def test_divergence_checked_on_logged_steps_restores_the_last_checked_image(tmp_
     assert len(snapshots) == 8
     assert torch.equal(module.image.detach(), snapshots[3])  # before step 4, whose loss was checked finite
     assert not torch.equal(snapshots[3], snapshots[5])
+
+
+def test_a_divergence_crosses_processes_with_its_step():
+    """A benchmark's worker process hands a diverged run's error back pickled: it keeps its message and step."""
+    diverged = pickle.loads(pickle.dumps(RunDiverged("the total loss became nan at step 67", 67)))
+    assert isinstance(diverged, RunDiverged) and diverged.step == 67
+    assert str(diverged) == "the total loss became nan at step 67"
 
 
 def test_only_logged_steps_go_through_lightning_logging(tmp_path):

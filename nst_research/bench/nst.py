@@ -11,6 +11,7 @@ across scales, L-BFGS settings, other parameterizations of the image) then runs 
 final size reaches that loss, and the wall times and steps are compared.
 """
 
+import math
 import tempfile
 import time
 import warnings
@@ -32,6 +33,7 @@ from nst_research.bench.measure import (
     synchronize,
 )
 from nst_research.bench.trace import read_trace
+from nst_research.errors import RunDiverged
 from nst_research.nst.task import build_objective, input_loader, run
 
 OPTIMIZERS = ["lbfgs", "adam"]
@@ -49,14 +51,18 @@ def nst_config(overrides: list[str], output_dir: Path) -> DictConfig:
                            f"output_dir={output_dir}", *overrides])
 
 
-def traced_run(cfg: DictConfig, start: float, **trace: Any) -> tuple[dict[str, Any], list[dict[str, float]]]:
-    """`run(cfg)` with a `StepTrace` callback; returns its results and the trace."""
+def traced_run(cfg: DictConfig, start: float, **trace: Any) -> tuple[Any, list[dict[str, float]]]:
+    """`run(cfg)` with a `StepTrace` callback; returns its results (the `RunDiverged` error if it diverged)
+    and the trace."""
     path = Path(cfg.output_dir) / "trace.jsonl"
     callback = {"_target_": "nst_research.bench.trace.StepTrace", "path": str(path), "start": start, **trace}
     OmegaConf.update(cfg, "trainer.callbacks", [callback], force_add=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Lightning's advice on dataloader workers and the like
-        results = run(cfg)
+        try:
+            results = run(cfg)
+        except RunDiverged as diverged:
+            results = diverged
     return results, read_trace(path)
 
 
@@ -72,19 +78,20 @@ def framework_case(optimizer: str, size: int, device: str, warmup: int, steps: i
 
 
 def plain_case(optimizer: str, size: int, device: str, warmup: int, steps: int) -> tuple[list[float], float]:
-    """The same computation without the framework: objective, optimizer and clamp in a bare loop."""
+    """The same computation without the framework: objective, parameterization, optimizer and clamp in a bare
+    loop."""
     baseline = resident_mib()
     cfg = nst_config([f"optimizer={optimizer}", f"image_size={size}"], Path("."))
     inputs = input_loader(cfg)(size)
     objective = build_objective(cfg).to(device)
     reset_peak_memory(device)
     objective.set_targets(inputs.content.to(device), [style.to(device) for style in inputs.styles], inputs.blend)
-    image = torch.nn.Parameter(inputs.init.to(device).contiguous())
-    step = instantiate(cfg.optimizer)([image])
+    image = instantiate(cfg.parameterization)(inputs.init.to(device))
+    step = instantiate(cfg.optimizer)(list(image.parameters()))
 
     def closure() -> torch.Tensor:
         step.zero_grad()
-        loss = objective(image)["total"]
+        loss = objective(image())["total"]
         loss.backward()
         return loss
 
@@ -92,7 +99,7 @@ def plain_case(optimizer: str, size: int, device: str, warmup: int, steps: int) 
     for _ in range(warmup + steps):
         step.step(closure)
         with torch.no_grad():
-            image.clamp_(0, 1)
+            image.assign(image().clamp(0, 1))
         synchronize(torch.device(device))
         times.append(time.perf_counter())
     return durations(times[warmup - 1:]), peak_memory_mib(device, baseline)
@@ -154,7 +161,8 @@ def quality_run(size: int, device: str, overrides: list[str], target_loss: float
     """One run at `size`, until its end, `target_loss` at the final size or `budget_s`.
 
     Returns its steps and loss evaluations (all scales) and the wall time from the start, to the end or to
-    reaching `target_loss` (None if it did not), and its last total loss at the final size."""
+    reaching `target_loss` (None if it did not), and its last total loss at the final size; a run that
+    diverged gives its step as `diverged_at` and its last finite loss."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = nst_config([f"image_size={size}", f"trainer.accelerator={device}", *overrides], Path(tmp))
         start = time.perf_counter()
@@ -165,6 +173,10 @@ def quality_run(size: int, device: str, overrides: list[str], target_loss: float
         if following is not None and following["size"] != point["size"]:
             finished_scales = point["evaluations"]
     final = [point for point in trace if point["size"] == size and point["loss"] is not None]
+    if isinstance(results, RunDiverged):  # its loss: the last finite one
+        finite = [point for point in final if math.isfinite(point["loss"])]
+        return {"steps": results.step, "evaluations": trace[-1]["evaluations"] if trace else 0, "wall_s": None,
+                "loss": finite[-1]["loss"] if finite else None, "diverged_at": results.step}
     if target_loss is None:
         return {"steps": results.steps, "evaluations": results.loss_evaluations, "wall_s": final[-1]["time"] - start,
                 "loss": results.final_losses["total"]}
@@ -202,7 +214,7 @@ def quality_row(size: int, device: str, content: str, style: str, candidate: str
     return {"size": size, "device": device, "pair": f"{content}:{style}", "candidate": candidate,
             "steps": result["steps"], "evaluations": result["evaluations"], "wall_s": wall_s,
             "time_ratio": None if wall_s is None else wall_s / default["wall_s"], "loss": result["loss"],
-            "target_loss": default["loss"]}
+            "target_loss": default["loss"], "diverged_at": result.get("diverged_at")}
 
 
 def memory_case(size: int, device: str) -> Measurement:

@@ -41,4 +41,5 @@ class StepTrace(pl.Callback):
 
 
 def read_trace(path: Path) -> list[dict[str, float]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The trace's points; none if the run stopped before its first step ended."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
