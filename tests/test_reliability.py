@@ -18,7 +18,7 @@ from PIL import Image
 
 from nst_research.errors import RunDiverged, UserInputError
 from nst_research.nst.images import load_image, load_mask
-from nst_research.nst.module import StyleTransferModule
+from nst_research.nst.module import StepBoundaryInterrupt, StyleTransferModule
 from nst_research.nst.task import run as run_nst_task
 
 
@@ -165,6 +165,26 @@ def test_divergence_checked_on_logged_steps_restores_the_last_checked_image(tmp_
     assert len(snapshots) == 8
     assert torch.equal(module.image.detach(), snapshots[3])  # before step 4, whose loss was checked finite
     assert not torch.equal(snapshots[3], snapshots[5])
+
+
+def test_ctrl_c_during_a_step_takes_effect_between_steps():
+    """A SIGINT inside the block lets the step finish; the next step's start raises; a second one raises at once;
+    the previous handler is back afterwards."""
+    previous = signal.getsignal(signal.SIGINT)
+    with StepBoundaryInterrupt() as interrupts:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # delivered: Python runs the handler between bytecodes
+        finished = True   # the rest of the step runs
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+        interrupts.check()  # handled once
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C during the same step stops it
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        interrupts.received = False
+    assert finished and signal.getsignal(signal.SIGINT) is previous
 
 
 def test_a_divergence_crosses_processes_with_its_step():

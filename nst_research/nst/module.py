@@ -1,5 +1,7 @@
 """`StyleTransferModule`: a manual-optimisation LightningModule whose only trainable parameter is the image."""
 
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
@@ -33,6 +35,38 @@ class StyleTransferCheckpoint(TypedDict):
     initial_losses: dict[str, float]
     optimizer: dict[str, Any] | None   # Adam's or SGD's state; None for L-BFGS (its history is rebuilt)
     average: dict[str, Tensor] | None  # the iterate average's state, with ema_decay
+
+
+class StepBoundaryInterrupt:
+    """Inside it, Ctrl-C (SIGINT) takes effect at the start of the next step (`check`) or at the end, not in
+    the middle of one: a step is never left half done, its image updated but its losses not yet logged, so
+    a resumed run logs every step once. A second Ctrl-C stops at once. Only the main thread can do this;
+    elsewhere Ctrl-C acts as usual."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.previous: Any = None
+
+    def __enter__(self) -> "StepBoundaryInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.received:
+            raise KeyboardInterrupt
+        self.received = True
+
+    def check(self) -> None:
+        if self.received:
+            self.received = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, error_type: type | None, *args: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if error_type is None:
+            self.check()
 
 
 class StyleTransferModule(pl.LightningModule):
@@ -88,6 +122,7 @@ class StyleTransferModule(pl.LightningModule):
         if resume and self.average is not None and resume.get("average"):
             self.average.load_state_dict(resume["average"])
         self.last_good = self.snapshot()  # the latest checked iterate whose loss was finite
+        self.interrupts: StepBoundaryInterrupt | None = None  # set while the task fits this module
 
     def train_dataloader(self) -> DataLoader:
         """One item per optimizer step: Lightning needs a loader even when the data is one image."""
@@ -114,6 +149,10 @@ class StyleTransferModule(pl.LightningModule):
     def scale_steps(self) -> int:
         """Steps taken at this module's scale (before and after a resume)."""
         return self.resumed_steps + self.global_step
+
+    def on_train_batch_start(self, batch: int, batch_idx: int) -> None:
+        if self.interrupts is not None:  # a Ctrl-C during the last step stops the run here, between steps
+            self.interrupts.check()
 
     def on_fit_start(self) -> None:
         masks = None if self.masks is None else list(self.masks.as_dict().values())

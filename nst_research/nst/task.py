@@ -22,7 +22,7 @@ from nst_research.nst.averaging import check_decay
 from nst_research.nst.checks import BATCH_KEYS, check, check_layer_names
 from nst_research.nst.images import save_image
 from nst_research.nst.inputs import StyleTransferInputs, prepare_inputs
-from nst_research.nst.module import StyleTransferCheckpoint, StyleTransferModule
+from nst_research.nst.module import StepBoundaryInterrupt, StyleTransferCheckpoint, StyleTransferModule
 from nst_research.nst.multiscale import scale_sizes, scale_steps, upsample
 from nst_research.nst.objective import StyleTransferObjective
 from nst_research.nst.results import BatchedResults, ScaleRecord, StyleTransferResults, scale_records
@@ -159,7 +159,8 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
                                      step_offset=sum(r.steps for r in done), scale=k, resume=resume,
                                      optimizer_state=carried)
                 trainer.loggers = run.loggers
-                trainer.fit(module)
+                with StepBoundaryInterrupt() as module.interrupts:
+                    trainer.fit(module)
         except RunDiverged as diverged:
             raise RunDiverged(f"{diverged}; {hint_for(cfg)(diverged.step)}; the last finite image is in "
                               f"{output_dir}/result.png", diverged.step) from None
