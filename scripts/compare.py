@@ -21,7 +21,8 @@ def main() -> None:
         directory = args.directory or latest_sweep()
         print(compare(directory))
     except UserInputError as error:
-        sys.exit(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     print(f"wrote {directory / 'comparison.md'}, {directory / 'contact_sheet.png'}, {directory / 'curves.png'}")
 
 

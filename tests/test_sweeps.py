@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ from PIL import Image
 
 from nst_research.errors import UserInputError
 from nst_research.tracking.compare import Run, compare, find_runs, label_runs
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = ["image_size=32", "iterations=2", "save_every=10"]
 SIX_RUN = ["image_size=64", "iterations=2", "save_every=10"]  # for the 3 x 2 sweep below, at 64 px
@@ -97,6 +101,15 @@ def test_labels_name_only_the_overrides_that_differ():
 def test_compare_without_runs_is_a_clear_error(tmp_path):
     with pytest.raises(UserInputError, match="no results.json"):
         find_runs(tmp_path)
+
+
+def test_compare_command_refuses_a_directory_without_runs_in_one_line_exit_2(tmp_path):
+    done = subprocess.run([sys.executable, "scripts/compare.py", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "no results.json" in line
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 @pytest.mark.slow  # run with pytest -m slow
