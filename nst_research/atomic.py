@@ -7,14 +7,23 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def file_mode() -> int:
+    """The mode `open()` gives a new file: 0o666 less the process's umask (read without changing it for good)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write` on a temporary file beside `path`, then rename it over `path`."""
+    """Call `write` on a temporary file beside `path`, then rename it over `path`. The file gets the mode a
+    plain `open()` would give it (the temporary file's own is owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            os.fchmod(f.fileno(), file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

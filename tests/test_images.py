@@ -1,6 +1,9 @@
 """Image I/O: every Pillow mode becomes RGB in [0, 1]; sample names; clear errors; atomic saves."""
 
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
@@ -225,6 +228,18 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         write_atomic(out, crash)
     assert out.read_text() == "old and complete\n"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_an_atomic_write_gets_the_mode_a_plain_write_would(umask, tmp_path):
+    previous = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "atomic.json", lambda f: f.write(b"{}"))
+        (tmp_path / "plain.json").write_bytes(b"{}")
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes["atomic.json"] == modes["plain.json"] == 0o666 & ~umask
 
 
 # ---------------------------------------------------------------- initial image
