@@ -30,7 +30,7 @@ class StepTrace(pl.Callback):
                            batch_idx: int) -> None:
         synchronize(trainer.strategy.root_device)
         now = time.perf_counter()
-        size = max(module.image.shape[-2:])
+        size = max(module.image_size)
         loss = trainer.callback_metrics["loss/total"].item() if module.checks_loss(batch_idx) else None  # logged steps
         with self.path.open("a") as f:
             f.write(json.dumps({"time": now, "step": module.run_step, "evaluations": module.loss_evaluations,

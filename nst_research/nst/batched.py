@@ -109,7 +109,7 @@ class BatchedStyleTransferModule(StyleTransferModule):
         return {"total": sum(terms["total"] for terms in self.latest)}
 
     def log_losses(self, losses: dict[str, Tensor]) -> None:
-        counters = {"loss_evaluations": float(self.loss_evaluations), "scale/size": float(max(self.image.shape[-2:]))}
+        counters = {"loss_evaluations": float(self.loss_evaluations), "scale/size": float(max(self.image_size))}
         for element, terms in zip(self.elements, self.latest):
             values = torch.stack([v.detach() for v in terms.values()]).tolist()
             metrics = {**{f"loss/{k}": v for k, v in zip(terms, values)}, **counters}
@@ -185,7 +185,7 @@ def partial_outcome(module: BatchedStyleTransferModule, elements: list[Element],
         scales = []
         if module.initial_elements:  # it started: its image is the run's latest
             final = module.evaluate_elements()[b]
-            size, step = list(module.image.shape[-2:]), module.run_step
+            size, step = module.image_size, module.run_step
             scales.append(ScaleRecord(image_size=size, steps=module.scale_steps,
                                       loss_evaluations=module.loss_evaluations,
                                       initial_losses=module.initial_elements[b], final_losses=final))

@@ -133,6 +133,11 @@ class StyleTransferModule(pl.LightningModule):
         """The image being optimised, as the objective sees it."""
         return self.parameterization()
 
+    @property
+    def image_size(self) -> list[int]:
+        """The image's height and width at this scale (the content's, so the image need not be made)."""
+        return list(self.content.shape[-2:])
+
     def configure_optimizers(self) -> Optimizer:
         parameters = list(self.parameterization.parameters())
         optimizer = self.optimizer_factory(parameters)
@@ -188,9 +193,10 @@ class StyleTransferModule(pl.LightningModule):
                 raise RunDiverged(message, self.run_step)
             self.last_good = start
         with torch.no_grad():  # projected steps: pixels stay in [0, 1] for every optimizer
-            self.parameterization.assign(self.image.clamp(0, 1))
+            image = self.image.clamp(0, 1)
+            self.parameterization.assign(image)
         if self.average is not None:
-            self.average.update(self.image)
+            self.average.update(image)
         if check:  # only logged steps pay for Lightning's logging, as they alone read the loss on the host
             self.log_losses(last)
 
@@ -205,7 +211,7 @@ class StyleTransferModule(pl.LightningModule):
         self.log("loss", losses["total"].detach(), prog_bar=True, logger=False)
         self.log_dict({f"loss/{k}": v.detach() for k, v in losses.items()})
         self.log_dict({"loss_evaluations": float(self.loss_evaluations),
-                       "scale/size": float(max(self.image.shape[-2:])),
+                       "scale/size": float(max(self.image_size)),
                        "step": float(self.run_step)})  # `step`: the x-axis across scales and resumes
 
     def checks_loss(self, batch_idx: int) -> bool:

@@ -111,11 +111,12 @@ class Spectrum(ImageParameterization):
         self.register_buffer("scale", (scale / scale.max()).to(image), persistent=False)
         colors = IMAGENET_COLOR_ROOT / IMAGENET_COLOR_ROOT.norm(dim=0).max() if decorrelate_colors else torch.eye(3)
         self.register_buffer("colors", colors.to(image), persistent=False)
+        self.register_buffer("uncolors", torch.linalg.inv(colors).to(image), persistent=False)
         self.size = (height, width)
         self.spectrum = nn.Parameter(self.analyse(image))
 
     def analyse(self, image: Tensor) -> Tensor:
-        decorrelated = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(self.colors), image)
+        decorrelated = torch.einsum("ij,bjhw->bihw", self.uncolors, image)
         return torch.view_as_real(torch.fft.rfft2(decorrelated, norm="ortho") / self.scale).contiguous()
 
     def forward(self) -> Tensor:

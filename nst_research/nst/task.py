@@ -144,7 +144,7 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
                 if module is not None:  # carry the coarser result up to this scale
                     done.append(scale_record(module, run.loggers))
                     save_image(module.output_image(),
-                               output_dir / "intermediate" / f"scale_{max(module.image.shape[-2:])}px.png")
+                               output_dir / "intermediate" / f"scale_{max(module.image_size)}px.png")
                     trainer = new_trainer()
                 resume = checkpoint if checkpoint and k == first else None
                 carried = module.optimizers().optimizer.state_dict() if module is not None and carry else None
@@ -176,7 +176,7 @@ def write_inputs(output_dir: Path, inputs: StyleTransferInputs) -> None:
 
 def scale_record(module: StyleTransferModule, loggers: list) -> ScaleRecord:
     """One scale's size, steps and losses; its final losses also go to the loggers as `scale/<size>px/<term>`."""
-    record = ScaleRecord(image_size=list(module.image.shape[-2:]), steps=module.scale_steps,
+    record = ScaleRecord(image_size=module.image_size, steps=module.scale_steps,
                          loss_evaluations=module.loss_evaluations, initial_losses=module.initial_losses,
                          final_losses=module.evaluate())
     size = max(record.image_size)
