@@ -60,3 +60,17 @@ def test_a_run_optimises_another_parameterization_within_range(choice, compose_c
     checkpoint = torch.load(tmp_path / choice / "checkpoint.pt", weights_only=True)
     image = checkpoint["image"]  # the clamp acts on the image (assigned back through the parameters: rounding)
     assert -1e-6 <= image.min() and image.max() <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["parameterization=laplacian", "parameterization.levels=0"], "parameterization.levels=0 must be an integer"),
+    (["parameterization=laplacian", "parameterization.level_weight=-1"], "parameterization.level_weight=-1 must"),
+    (["parameterization=spectrum", "parameterization.decay=abc"], "parameterization.decay=abc must"),
+])
+def test_a_bad_setting_is_one_line_before_anything_is_written(overrides, message, run_cli, tmp_path):
+    output_dir = tmp_path / "run"
+    done = run_cli("image_size=32", "iterations=2", "logger=none", *overrides, f"hydra.run.dir={output_dir}")
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {message}"), line
+    assert not output_dir.exists()

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nst_research.errors import UserInputError, check_nonnegative
+
 
 class ImageParameterization(nn.Module):
     """The image (1 or B, C, H, W) as a function of this module's parameters.
@@ -67,8 +69,11 @@ class LaplacianPyramid(ImageParameterization):
 
     def __init__(self, image: Tensor, levels: int = 4, level_weight: float = 0.5) -> None:
         super().__init__()
-        if not isinstance(levels, int) or levels < 1:
-            raise ValueError(f"levels={levels} must be an integer >= 1")
+        if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
+            raise UserInputError(f"parameterization.levels={levels} must be an integer >= 1")
+        check_nonnegative(**{"parameterization.level_weight": level_weight})
+        if level_weight == 0:
+            raise UserInputError("parameterization.level_weight=0 must be > 0 (level k enters as level_weight**k)")
         self.weights = [level_weight**k for k in range(levels)]
         self.levels = nn.ParameterList(nn.Parameter(level) for level in self.decompose(image))
 
@@ -103,6 +108,7 @@ class Spectrum(ImageParameterization):
 
     def __init__(self, image: Tensor, decay: float = 0.5, decorrelate_colors: bool = False) -> None:
         super().__init__()
+        check_nonnegative(**{"parameterization.decay": decay})
         height, width = image.shape[-2:]
         fy = torch.fft.fftfreq(height)[:, None]
         fx = torch.fft.rfftfreq(width)[None, :]

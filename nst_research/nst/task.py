@@ -128,9 +128,11 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
     new_trainer = partial(make_trainer, cfg.trainer, logger=False, default_root_dir=output_dir)
     trainer = new_trainer()  # a trainer this machine cannot run is refused before anything is written
     make_module = instantiate(cfg.module)
+    parameterization = make_module.keywords["parameterization"]
+    parameterization(scales[first].init)  # its settings are refused before anything is written
     carry = bool(cfg.multiscale.carry_optimizer_state)
     if carry:
-        check_carry(lbfgs, make_module.keywords["parameterization"].func)
+        check_carry(lbfgs, parameterization.func)
 
     with RunLifecycle(output_dir, OmegaConf.to_container(cfg, resolve=True), cfg.get("logger"), task="nst") as run:
         write_inputs(output_dir, scales[-1])
