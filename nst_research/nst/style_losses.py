@@ -78,6 +78,18 @@ class WassersteinStyleLoss(StyleLoss):
         mean, cov = mean_covariance(features.double())
         return {"mean": mean, "cov": cov}
 
+    def blend(self, statistics: Sequence[dict[str, Tensor]], weights: Sequence[float]) -> dict[str, Tensor]:
+        """The Gaussian fit of the styles' pooled features (their mixture), as crowsonkb/style-transfer-pytorch:
+        the weighted mean of the means and of the second moments E[x x^T], so the covariance is
+        sum_i w_i (cov_i + m_i m_i^T) - m m^T = sum_i w_i (cov_i + (m_i - m)(m_i - m)^T), the second form
+        without the cancellation. A mean of covariances would drop the spread between the styles' means."""
+        mean = sum(w * s["mean"] for s, w in zip(statistics, weights, strict=True))
+        cov = torch.zeros_like(statistics[0]["cov"])
+        for s, w in zip(statistics, weights, strict=True):
+            spread = s["mean"] - mean  # (B, C)
+            cov = cov + w * (s["cov"] + spread.unsqueeze(-1) * spread.unsqueeze(-2))
+        return {"mean": mean, "cov": cov}
+
     def targets(self, statistics: dict[str, Tensor]) -> dict[str, Tensor]:
         mean, cov = statistics["mean"], statistics["cov"]
         return {"mean": mean.float(), "cov": cov.float(), "cov_sqrt": sqrtm_psd(cov).float()}
