@@ -237,6 +237,34 @@ def test_wasserstein_between_gaussians_by_hand():
     assert loss.item() == pytest.approx(1.0, abs=1e-3)
 
 
+def test_wasserstein_of_a_style_against_itself_is_zero_with_fewer_positions_than_channels():
+    """20 positions for 512 channels: the product has ~490 zero eigenvalues whose rounding noise, square-rooted,
+    made float32 come out far from 0; also under bf16 autocast, and the loss keeps the features' dtype."""
+    torch.manual_seed(0)
+    loss = WassersteinStyleLoss()
+    style, other = torch.randn(1, 512, 4, 5), torch.randn(1, 512, 4, 5) + 0.5
+    targets = loss.targets(loss.statistics(style))
+    scale = loss(other, targets).item()
+    assert scale > 0.1
+    assert abs(loss(style, targets).item()) < 1e-6 * scale
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(style, targets)
+    assert value.dtype == torch.float32 and abs(value.item()) < 1e-6 * scale
+
+
+def test_wasserstein_gradient_matches_finite_differences_with_fewer_positions_than_channels():
+    torch.manual_seed(0)
+    target_mean, target_cov = mean_covariance(torch.randn(1, 6, 3, 3, dtype=torch.float64))
+    target_cov_sqrt = sqrtm_psd(target_cov)
+    features = torch.randn(1, 6, 2, 2, dtype=torch.float64, requires_grad=True)  # 4 positions, 6 channels
+    assert torch.autograd.gradcheck(lambda f: wasserstein2_loss(f, target_mean, target_cov, target_cov_sqrt),
+                                    (features,))
+    exact = torch.autograd.grad(wasserstein2_loss(features, target_mean, target_cov, target_cov_sqrt), features)[0]
+    single = features.detach().float().requires_grad_()
+    wasserstein2_loss(single, target_mean.float(), target_cov.float(), target_cov_sqrt.float()).backward()
+    assert torch.allclose(single.grad.double(), exact, rtol=1e-4, atol=1e-6)
+
+
 def test_wasserstein_blend_is_the_gaussian_fit_of_the_pooled_features():
     """Two equal-size styles blended 0.5 / 0.5 give the mean and covariance of both feature maps side by side
     (crowsonkb's mixture), not the mean of the two covariances."""
