@@ -118,13 +118,27 @@ class MRFStyleLoss(StyleLoss):
                 raise UserInputError(f"style_loss.{key}={value} must be an integer >= 1")
         self.patch_size, self.stride, self.chunk_size = patch_size, stride, chunk_size
 
+    def starts(self, size: int) -> Tensor:
+        """Where patches start along a side of `size`: every `stride` positions, and the last start (size - k)
+        where the stride steps over it, so that every position is in a patch (as Li and Wand's CNNMRF)."""
+        starts = list(range(0, size - self.patch_size + 1, self.stride))
+        if starts[-1] != size - self.patch_size:
+            starts.append(size - self.patch_size)
+        return torch.tensor(starts)
+
     def patches(self, features: Tensor) -> Tensor:
-        """(B * L, C * k * k): every patch of `features` (B, C, H, W) as a row."""
+        """(B * L, C * k * k): every patch of `features` (B, C, H, W) as a row, rows in raster order of the
+        patches' start positions (as F.unfold)."""
         if min(features.shape[-2:]) < self.patch_size:
             raise UserInputError(f"features of {tuple(features.shape[-2:])} px are smaller than the MRF patch "
                                  f"({self.patch_size} px): raise image_size or use shallower style layers")
-        columns = F.unfold(features, self.patch_size, stride=self.stride)  # (B, C*k*k, L)
-        return columns.transpose(1, 2).flatten(0, 1)
+        k = self.patch_size
+        if self.stride == 1:
+            return F.unfold(features, k).transpose(1, 2).flatten(0, 1)  # (B, C*k*k, L) -> (B*L, C*k*k)
+        rows, columns = self.starts(features.shape[-2]), self.starts(features.shape[-1])
+        windows = features.unfold(2, k, 1).unfold(3, k, 1)  # a view: (B, C, H-k+1, W-k+1, k, k)
+        chosen = windows[:, :, rows[:, None], columns]  # (B, C, rows, columns, k, k)
+        return chosen.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(0, 2)
 
     def statistics(self, features: Tensor) -> dict[str, Tensor]:
         return {"patches": self.patches(features)}
@@ -160,6 +174,5 @@ class MRFStyleLoss(StyleLoss):
         if mask is None:
             return distances.mean()
         centre = self.patch_size // 2  # each patch counts as much as the mask at its centre
-        weights = F.unfold(mask.expand(len(features), -1, -1, -1), self.patch_size, stride=self.stride)
-        weights = weights.view(len(features), self.patch_size, self.patch_size, -1)[:, centre, centre].flatten()
+        weights = self.patches(mask.expand(len(features), -1, -1, -1))[:, centre * self.patch_size + centre]
         return (distances * weights).sum() / weights.sum().clamp(min=1e-8)
