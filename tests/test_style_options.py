@@ -42,7 +42,7 @@ def test_style_list():
 
 
 @pytest.mark.parametrize("style_loss", ["gram", "mean_std", "wasserstein"])
-def test_blended_targets_are_the_weighted_mean_of_each_styles_statistics(style_loss):
+def test_blended_targets_are_the_weighted_mean_of_each_styles_statistics_or_their_mixture(style_loss):
     """Wasserstein's covariance is the mixture's: the weighted mean plus the spread between the styles' means,
     w_a w_b (m_a - m_b)(m_a - m_b)^T for two styles."""
     features = VGGFeatures(["relu1_1", "relu2_1"])
