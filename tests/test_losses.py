@@ -237,6 +237,64 @@ def test_wasserstein_between_gaussians_by_hand():
     assert loss.item() == pytest.approx(1.0, abs=1e-3)
 
 
+def test_wasserstein_of_a_style_against_itself_is_zero_with_fewer_positions_than_channels():
+    """20 positions for 512 channels: the product has ~490 zero eigenvalues whose rounding noise, square-rooted,
+    made float32 come out far from 0; also under bf16 autocast, and the loss keeps the features' dtype."""
+    torch.manual_seed(0)
+    loss = WassersteinStyleLoss()
+    style, other = torch.randn(1, 512, 4, 5), torch.randn(1, 512, 4, 5) + 0.5
+    targets = loss.targets(loss.statistics(style))
+    scale = loss(other, targets).item()
+    assert scale > 0.1
+    assert abs(loss(style, targets).item()) < 1e-6 * scale
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(style, targets)
+    assert value.dtype == torch.float32 and abs(value.item()) < 1e-6 * scale
+
+
+def test_wasserstein_gradient_matches_finite_differences_with_fewer_positions_than_channels():
+    torch.manual_seed(0)
+    target_mean, target_cov = mean_covariance(torch.randn(1, 6, 3, 3, dtype=torch.float64))
+    target_cov_sqrt = sqrtm_psd(target_cov)
+    features = torch.randn(1, 6, 2, 2, dtype=torch.float64, requires_grad=True)  # 4 positions, 6 channels
+    assert torch.autograd.gradcheck(lambda f: wasserstein2_loss(f, target_mean, target_cov, target_cov_sqrt),
+                                    (features,))
+    exact = torch.autograd.grad(wasserstein2_loss(features, target_mean, target_cov, target_cov_sqrt), features)[0]
+    single = features.detach().float().requires_grad_()
+    wasserstein2_loss(single, target_mean.float(), target_cov.float(), target_cov_sqrt.float()).backward()
+    assert torch.allclose(single.grad.double(), exact, rtol=1e-4, atol=1e-6)
+
+
+def test_wasserstein_blend_is_the_gaussian_fit_of_the_pooled_features():
+    """Two equal-size styles blended 0.5 / 0.5 give the mean and covariance of both feature maps side by side
+    (crowsonkb's mixture), not the mean of the two covariances."""
+    torch.manual_seed(0)
+    a, b = torch.randn(1, 4, 3, 5), torch.randn(1, 4, 3, 5) * 2 + 1  # different means and spreads
+    loss = WassersteinStyleLoss()
+    blended = loss.blend([loss.statistics(a), loss.statistics(b)], [0.5, 0.5])
+    pooled_mean, pooled_cov = mean_covariance(torch.cat([a, b], dim=-1).double())
+    assert torch.allclose(blended["mean"], pooled_mean, atol=1e-12)
+    assert torch.allclose(blended["cov"], pooled_cov, atol=1e-12)
+    targets = loss.targets(blended)
+    assert torch.allclose(targets["cov"], pooled_cov.float(), atol=1e-6)
+    naive_cov = (loss.statistics(a)["cov"] + loss.statistics(b)["cov"]) / 2
+    assert (pooled_cov - naive_cov).abs().max() > 0.1
+
+
+def test_wasserstein_blend_with_one_style_or_unequal_weights():
+    torch.manual_seed(1)
+    a, b = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4) + 2
+    loss = WassersteinStyleLoss()
+    sa, sb = loss.statistics(a), loss.statistics(b)
+    alone = loss.blend([sa], [1.0])
+    assert torch.equal(alone["mean"], sa["mean"]) and torch.allclose(alone["cov"], sa["cov"], atol=1e-15)
+    # 0.25 / 0.75 is the pool of one copy of a and three of b
+    blended = loss.blend([sa, sb], [0.25, 0.75])
+    pooled_mean, pooled_cov = mean_covariance(torch.cat([a, b, b, b], dim=-1).double())
+    assert torch.allclose(blended["mean"], pooled_mean, atol=1e-12)
+    assert torch.allclose(blended["cov"], pooled_cov, atol=1e-12)
+
+
 STYLE_LOSSES = {"gram": GramStyleLoss, "mean_std": MeanStdStyleLoss, "wasserstein": WassersteinStyleLoss}
 
 

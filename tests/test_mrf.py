@@ -63,6 +63,46 @@ def test_mask_weights_each_patch_by_the_mask_at_its_centre():
     assert loss(image, targets, mask).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def sliced_patches(features: torch.Tensor, k: int, rows: list[int], columns: list[int]) -> torch.Tensor:
+    """The k x k patches starting at each (row, column), in raster order, sliced one by one."""
+    return torch.stack([features[0, :, r:r + k, c:c + k].flatten() for r in rows for c in columns])
+
+
+def test_stride_two_covers_every_position_with_the_last_start_added():
+    """8 x 7 with 3 x 3 patches, stride 2: rows start at 0, 2, 4 and 5 (8 - 3 = 5 is odd), columns at 0, 2, 4."""
+    loss = MRFStyleLoss(stride=2)
+    positions = torch.arange(1.0, 8 * 7 + 1).view(1, 1, 8, 7)  # each position's own value
+    patches = loss.patches(positions)
+    assert torch.equal(patches, sliced_patches(positions, 3, [0, 2, 4, 5], [0, 2, 4]))
+    assert set(patches.flatten().tolist()) == set(positions.flatten().tolist())
+    skipping = F.unfold(positions, 3, stride=2)  # what a plain strided unfold leaves out: the last row
+    assert len(set(positions.flatten().tolist()) - set(skipping.flatten().tolist())) == 7
+
+
+def test_stride_one_gives_exactly_the_unfolded_patches():
+    torch.manual_seed(3)
+    features = torch.randn(2, 4, 7, 6)
+    assert torch.equal(MRFStyleLoss().patches(features), F.unfold(features, 3).transpose(1, 2).flatten(0, 1))
+
+
+def test_mask_weights_each_strided_patch_by_the_mask_at_its_centre():
+    torch.manual_seed(4)
+    image, style = torch.rand(1, 3, 8, 7), torch.rand(1, 3, 6, 6)
+    loss = MRFStyleLoss(stride=2)
+    targets = loss.targets(loss.statistics(style))
+    mask = torch.rand(1, 1, 8, 7)
+    rows, columns = [0, 2, 4, 5], [0, 2, 4]
+    patches, style_patches = sliced_patches(image, 3, rows, columns), loss.patches(style)
+    distances = (patches - style_patches[brute_force_nearest(patches, style_patches)]).pow(2).mean(1)
+    weights = torch.tensor([mask[0, 0, r + 1, c + 1].item() for r in rows for c in columns])
+    expected = (distances * weights).sum() / weights.sum()
+    image.requires_grad_()
+    value = loss(image, targets, mask)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    value.backward()
+    assert (image.grad.abs().sum(1) > 0).all()  # every position, the last row too, is pulled
+
+
 def test_several_styles_pool_their_patches_and_unequal_blends_are_refused():
     loss = MRFStyleLoss()
     a, b = loss.statistics(torch.rand(1, 3, 5, 5)), loss.statistics(torch.rand(1, 3, 4, 4))

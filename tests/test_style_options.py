@@ -42,7 +42,9 @@ def test_style_list():
 
 
 @pytest.mark.parametrize("style_loss", ["gram", "mean_std", "wasserstein"])
-def test_blended_targets_are_the_weighted_mean_of_each_styles_statistics(style_loss):
+def test_blended_targets_are_the_weighted_mean_of_each_styles_statistics_or_their_mixture(style_loss):
+    """Wasserstein's covariance is the mixture's: the weighted mean plus the spread between the styles' means,
+    w_a w_b (m_a - m_b)(m_a - m_b)^T for two styles."""
     features = VGGFeatures(["relu1_1", "relu2_1"])
     objective = gatys_objective(features, {"relu2_1": 1.0}, {"relu1_1": 0.5, "relu2_1": 0.5}, style_loss=style_loss)
     content, style_a, style_b = (load_image(name, 32) for name in ["cat", *STYLES])
@@ -54,6 +56,9 @@ def test_blended_targets_are_the_weighted_mean_of_each_styles_statistics(style_l
     stats_b = style_term.loss.statistics(features(style_b)["relu2_1"])
     for key in stats_a:
         expected = 0.7 * stats_a[key] + 0.3 * stats_b[key]
+        if style_loss == "wasserstein" and key == "cov":
+            spread = stats_a["mean"] - stats_b["mean"]
+            expected = expected + 0.7 * 0.3 * spread.unsqueeze(-1) * spread.unsqueeze(-2)
         assert torch.allclose(blended[key].double(), expected.double(), rtol=1e-4, atol=1e-6), key
 
 

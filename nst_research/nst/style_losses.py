@@ -78,6 +78,18 @@ class WassersteinStyleLoss(StyleLoss):
         mean, cov = mean_covariance(features.double())
         return {"mean": mean, "cov": cov}
 
+    def blend(self, statistics: Sequence[dict[str, Tensor]], weights: Sequence[float]) -> dict[str, Tensor]:
+        """The Gaussian fit of the styles' pooled features (their mixture), as crowsonkb/style-transfer-pytorch:
+        the weighted mean of the means and of the second moments E[x x^T], so the covariance is
+        sum_i w_i (cov_i + m_i m_i^T) - m m^T = sum_i w_i (cov_i + (m_i - m)(m_i - m)^T), the second form
+        without the cancellation. A mean of covariances would drop the spread between the styles' means."""
+        mean = sum(w * s["mean"] for s, w in zip(statistics, weights, strict=True))
+        cov = torch.zeros_like(statistics[0]["cov"])
+        for s, w in zip(statistics, weights, strict=True):
+            spread = s["mean"] - mean  # (B, C)
+            cov = cov + w * (s["cov"] + spread.unsqueeze(-1) * spread.unsqueeze(-2))
+        return {"mean": mean, "cov": cov}
+
     def targets(self, statistics: dict[str, Tensor]) -> dict[str, Tensor]:
         mean, cov = statistics["mean"], statistics["cov"]
         return {"mean": mean.float(), "cov": cov.float(), "cov_sqrt": sqrtm_psd(cov).float()}
@@ -106,13 +118,27 @@ class MRFStyleLoss(StyleLoss):
                 raise UserInputError(f"style_loss.{key}={value} must be an integer >= 1")
         self.patch_size, self.stride, self.chunk_size = patch_size, stride, chunk_size
 
+    def starts(self, size: int) -> Tensor:
+        """Where patches start along a side of `size`: every `stride` positions, and the last start (size - k)
+        where the stride steps over it, so that every position is in a patch (as Li and Wand's CNNMRF)."""
+        starts = list(range(0, size - self.patch_size + 1, self.stride))
+        if starts[-1] != size - self.patch_size:
+            starts.append(size - self.patch_size)
+        return torch.tensor(starts)
+
     def patches(self, features: Tensor) -> Tensor:
-        """(B * L, C * k * k): every patch of `features` (B, C, H, W) as a row."""
+        """(B * L, C * k * k): every patch of `features` (B, C, H, W) as a row, rows in raster order of the
+        patches' start positions (as F.unfold)."""
         if min(features.shape[-2:]) < self.patch_size:
             raise UserInputError(f"features of {tuple(features.shape[-2:])} px are smaller than the MRF patch "
                                  f"({self.patch_size} px): raise image_size or use shallower style layers")
-        columns = F.unfold(features, self.patch_size, stride=self.stride)  # (B, C*k*k, L)
-        return columns.transpose(1, 2).flatten(0, 1)
+        k = self.patch_size
+        if self.stride == 1:
+            return F.unfold(features, k).transpose(1, 2).flatten(0, 1)  # (B, C*k*k, L) -> (B*L, C*k*k)
+        rows, columns = self.starts(features.shape[-2]), self.starts(features.shape[-1])
+        windows = features.unfold(2, k, 1).unfold(3, k, 1)  # a view: (B, C, H-k+1, W-k+1, k, k)
+        chosen = windows[:, :, rows[:, None], columns]  # (B, C, rows, columns, k, k)
+        return chosen.permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(0, 2)
 
     def statistics(self, features: Tensor) -> dict[str, Tensor]:
         return {"patches": self.patches(features)}
@@ -148,6 +174,5 @@ class MRFStyleLoss(StyleLoss):
         if mask is None:
             return distances.mean()
         centre = self.patch_size // 2  # each patch counts as much as the mask at its centre
-        weights = F.unfold(mask.expand(len(features), -1, -1, -1), self.patch_size, stride=self.stride)
-        weights = weights.view(len(features), self.patch_size, self.patch_size, -1)[:, centre, centre].flatten()
+        weights = self.patches(mask.expand(len(features), -1, -1, -1))[:, centre * self.patch_size + centre]
         return (distances * weights).sum() / weights.sum().clamp(min=1e-8)
