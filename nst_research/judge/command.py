@@ -57,13 +57,13 @@ def judge_images(args: argparse.Namespace) -> dict[str, Any]:
     from functools import lru_cache
 
     from nst_research.errors import UserInputError
-    from nst_research.nst.images import load_image
+    from nst_research.nst.images import MIN_IMAGE_SIZE, load_image
 
     if (args.content is None) != (args.style is None) or args.blend is not None and args.style is None:
         raise UserInputError("give --content and --style together (and --blend only with them), or neither to judge "
                              "run directories against their own inputs")
-    if args.size is not None and args.size < 16:
-        raise UserInputError(f"--size {args.size} is too small; give at least 16 px")
+    if args.size is not None and args.size < MIN_IMAGE_SIZE:
+        raise UserInputError(f"--size {args.size} is too small; give at least {MIN_IMAGE_SIZE} px")
     load = lru_cache(load_image)  # a content or style shared by several images is read once per size
     cases = [case(spec, args, load) for spec in args.images]
     judge = load_judge(args.judge)
