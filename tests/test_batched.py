@@ -99,6 +99,20 @@ def test_each_element_is_a_run_directory_of_its_own(adam_sweep):
     assert not (sweep_dir / "results.json").exists()  # the batch's directory is a sweep's, not a run's
 
 
+def test_each_element_is_judged_as_its_run_alone(adam_sweep):
+    sweep_dir, batched, separate = adam_sweep
+    for b, (element, alone) in enumerate(zip(batched.to_dict()["runs"], separate)):
+        assert element["eval"]["judge"] == alone["eval"]["judge"]
+        assert set(element["eval"]) == set(alone["eval"]) and "style" in element["eval"]
+        for key, value in alone["eval"].items():
+            if key != "judge":
+                assert element["eval"][key] == pytest.approx(value, rel=1e-3, abs=1e-6), (b, key)
+        with open(sweep_dir / str(b) / "csv" / "metrics.csv", newline="") as f:
+            judged = [row for row in csv.DictReader(f) if row.get("eval/score")]
+        assert len(judged) == 1 and float(judged[0]["eval/score"]) == pytest.approx(element["eval"]["score"])
+    assert len({r["eval"]["style"] for r in batched.to_dict()["runs"]}) == len(WEIGHTS)  # each its own image
+
+
 def test_console_has_a_line_per_element(adam_sweep):
     _, batched, _ = adam_sweep
     lines = summary(batched).splitlines()

@@ -44,6 +44,12 @@ def test_primary_config_defaults(compose_cfg, tmp_path):
     assert cfg.iterations >= 1 and cfg.save_every >= 1 and cfg.image_size >= 16
 
 
+@pytest.mark.parametrize("task", ["nst", "feedforward"])
+def test_every_style_transfer_task_is_judged_unless_judge_none(compose_cfg, task):
+    assert compose_cfg([f"task={task}"]).judge._target_ == "nst_research.judge.judge.FeatureJudge"
+    assert compose_cfg([f"task={task}", "judge=none"]).judge is None
+
+
 def test_default_images_resolve(compose_cfg):
     cfg = compose_cfg()
     assert resolve_image(cfg.content).is_file()
@@ -65,7 +71,7 @@ def test_every_option_composes(compose_cfg, group, option):
     if group in ("experiment", "hparams_search"):  # global packages that override other keys
         assert cfg.task in {p.stem for p in (CONF_DIR / "task").glob("*.yaml")}
         return
-    if group == "logger" and option == "none":
+    if option == "none" and group in ("logger", "judge"):
         assert not node
         return
     assert node, f"{group}={option} composed to an empty node"

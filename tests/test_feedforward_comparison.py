@@ -52,13 +52,28 @@ def test_both_methods_are_scored_by_the_same_objective(comparison):
         assert row["network"]["seconds"] > 0 and row["lbfgs"]["4"]["seconds"] > row["lbfgs"]["2"]["seconds"] > 0
 
 
+def test_both_methods_are_judged_on_the_same_yardstick(comparison):
+    """The judge of the L-BFGS runs themselves gives their final image the same numbers (up to its 8-bit PNG)."""
+    out, _ = comparison
+    report = json.loads((out / "comparison.json").read_text())
+    assert report["judge"]["name"] == "vgg19_sliced_wasserstein"
+    for row in report["images"]:
+        optimised = json.loads((out / "optimization" / row["image"] / "results.json").read_text())
+        last = row["lbfgs"][str(max(STEPS))]["eval"]
+        for key in ("content", "style"):
+            assert last[key] == pytest.approx(optimised["eval"][key], rel=0.02, abs=1e-3), key
+        assert {"content", "style", "score"} <= set(row["network"]["eval"])
+        assert row["lbfgs"]["2"]["eval"] != last  # each step count's own image
+
+
 def test_table_and_contact_sheet(comparison):
     out, stdout = comparison
     table = (out / "comparison.md").read_text()
     assert table in stdout
     lines = table.splitlines()
     assert lines[0] == ("| image | content (start) | network | L-BFGS 2 | L-BFGS 4 | network (s) | L-BFGS 4 (s) "
-                        "| time ratio |")
+                        "| time ratio | network eval/content | network eval/style | L-BFGS 2 eval/content "
+                        "| L-BFGS 2 eval/style | L-BFGS 4 eval/content | L-BFGS 4 eval/style |")
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| chelsea", "| astronaut", "| mean"]
     sheet = Image.open(out / "contact_sheet.png")
     columns, rows = 2 + len(STEPS), 2  # content, network, L-BFGS at each count; one row per image

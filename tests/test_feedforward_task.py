@@ -88,6 +88,18 @@ def test_results_json_and_the_loss_falls(cli_run):
     assert val[STEPS] == pytest.approx(final["total"], rel=1e-4)  # the final network, scored on the same images
 
 
+def test_the_held_out_stylisations_are_judged_at_each_validation_and_at_the_end(cli_run):
+    _, run_dir = cli_run
+    judged = json.loads((run_dir / "results.json").read_text())["eval"]
+    assert judged["judge"]["name"] == "vgg19_sliced_wasserstein" and {"content", "style", "score"} <= set(judged)
+    rows = metrics(run_dir)
+    val = {int(row["step"]): row for row in rows if row.get("val/eval/score")}
+    assert sorted(val) == [4, STEPS]  # each validation, the last one of the final network
+    for key in ("content", "style", "score", "content_ssim"):
+        assert float(val[STEPS][f"val/eval/{key}"]) == pytest.approx(judged[key], rel=1e-6), key
+    assert [float(row["eval/style"]) for row in rows if row.get("eval/style")] == [pytest.approx(judged["style"])]
+
+
 def test_validation_and_checkpoints_follow_the_last_step(cli_run):
     """Validation every 4 steps and after the last (6, not a multiple of 4); last.ckpt holds the final network and
     best.ckpt the one with the lowest validation loss."""
@@ -112,7 +124,7 @@ def test_wandb_gets_the_results_row_and_the_checkpoints_as_a_model(cli_run):
     assert table["results.nrows"] == 1
     (saved,) = run_dir.glob("wandb/offline-run-*/files/media/table/results_*.table.json")
     columns = json.loads(saved.read_text())["columns"]
-    assert {"final/total", "final/style", "best_val_total", "steps", "image"} <= set(columns)
+    assert {"final/total", "final/style", "eval/score", "best_val_total", "steps", "image"} <= set(columns)
     models = [r["artifact"] for r in records if r["type"] == "artifact" and r["artifact"]["type"] == "model"]
     assert sorted((m["manifest"]["contents"][0]["path"], sorted(m["aliases"])) for m in models) == [
         ("best.ckpt", ["best", "latest"]), ("last.ckpt", ["latest"])]  # W&B's own "latest" of each version

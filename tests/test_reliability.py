@@ -49,6 +49,7 @@ def test_signal_saves_image_and_checkpoint_and_the_run_resumes(signum, run_cli, 
     assert process.returncode != 0
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "interrupted"
+    assert set(results["eval"]) >= {"content", "style"}  # the image it kept is judged
     stopped_at = results["steps"]
     assert 3 <= stopped_at < 100000
     assert (run_dir / "checkpoint.pt").is_file()
@@ -103,7 +104,9 @@ def test_adam_resume_continues_exactly(compose_cfg, tmp_path):
     results = run_style_transfer(compose_cfg([*tiny, "iterations=6", f"resume={split}"], split))
     assert results["steps"] == 6 and results["status"] == "completed"
     assert (straight / "result.png").read_bytes() == (split / "result.png").read_bytes()
-    assert results["final_losses"] == json.loads((straight / "results.json").read_text())["final_losses"]
+    straight_results = json.loads((straight / "results.json").read_text())
+    assert results["final_losses"] == straight_results["final_losses"]
+    assert results["eval"] == straight_results["eval"]  # judged again at the resumed run's end
 
 
 def test_resume_refuses_what_it_cannot_continue(compose_cfg, run_cli, tmp_path):

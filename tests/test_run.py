@@ -139,6 +139,7 @@ def test_tf32_only_for_first_order_optimizers(compose_at, tmp_path, optimizer, t
     ("layers.content=[conv9_9]", "conv9_9"),
     ("layers.style=[relu1_1,relu2_1]", "style_weights"),
     ("model.pooling=min", "pooling"),
+    ("judge.projections=0", "judge.projections"),  # the judge is built before anything is written
 ])
 def test_bad_settings_fail_before_any_output(compose_at, tmp_path, override, match):
     output_dir = tmp_path / "run"
@@ -243,6 +244,8 @@ def test_wandb_run_records_config_and_finishes(wandb_run):
     assert summary["config"]["optimizer"]["_target_"] == "torch.optim.LBFGS"
     assert "nst" in summary["tags"]
     assert "final/total" in summary["summary"]
+    assert {"min", "last"} <= set(summary["summary"]["eval/score"])  # the judge's numbers, summarised
+    assert {"max", "last"} <= set(summary["summary"]["eval/content_ssim"])
 
 
 def test_wandb_offline_notice_is_readable(wandb_run):

@@ -6,7 +6,9 @@ For each held-out image of a feed-forward run: the loss of the network's output 
 objective, and the loss that style transfer by L-BFGS (`task=nst`, from the content image) reaches after
 each of `steps` (50, 100 and 200 by default) under the same objective: the same style image at the same
 size, model, layers, terms and weights; and the time per image of each. The objective is rebuilt from the
-run's config.yaml with `build_objective`, as both tasks build it.
+run's config.yaml with `build_objective`, as both tasks build it. Both methods' images (as saved) are also judged
+on the fixed yardstick of every run (the run's judge, or `conf/judge/default.yaml` where it had none): content
+kept and style taken, against the held-out image and the style as given.
 
 Times. The network's: the median of 10 forward passes of one image (after 2 warm-up passes; the network
 already loaded). The optimisation's: the time its steps took, from the step trace of the run (the end of
@@ -40,6 +42,7 @@ from nst_research.errors import UserInputError
 from nst_research.feedforward.checkpoint import checkpoint_file, load_network
 from nst_research.feedforward.data import PhotoDataModule
 from nst_research.feedforward.task import load_styles
+from nst_research.judge.judge import FeatureJudge
 from nst_research.nst.images import load_image, save_image
 from nst_research.nst.objective import StyleTransferObjective
 from nst_research.nst.task import build_objective
@@ -130,6 +133,11 @@ def optimize(cfg: DictConfig, content: Path, steps: list[int], output_dir: Path,
     return record
 
 
+def build_run_judge(cfg: DictConfig) -> FeatureJudge:
+    """The feed-forward run's judge; the default judge for a run that had none (judge=none, or made before judges)."""
+    return build(cfg.get("judge") or compose_config([]).judge)
+
+
 def compare(run_dir: Path, out: Path, steps: list[int], device: str) -> dict[str, Any]:
     """Run the comparison; write comparison.json, comparison.md and contact_sheet.png into `out`."""
     if not steps or min(steps) < 2:
@@ -139,7 +147,8 @@ def compare(run_dir: Path, out: Path, steps: list[int], device: str) -> dict[str
         network = load_network(run_dir).to(device)
     except (RuntimeError, AssertionError) as error:  # an unknown device, or CUDA absent
         raise UserInputError(f"--device {device}: {str(error).splitlines()[0]}; use --device cpu") from None
-    _, styles, blend = load_styles(cfg)
+    names, styles, blend = load_styles(cfg)
+    judge = build_run_judge(cfg).to(device)
     objective = build_objective(cfg).to(device)
     objective.set_styles([style.to(device) for style in styles], blend)
     images = held_out(cfg, out / "content")
@@ -148,13 +157,19 @@ def compare(run_dir: Path, out: Path, steps: list[int], device: str) -> dict[str
         content = load_image(str(path)).to(device)
         output, seconds = stylize_timed(network, content)
         save_image(output, out / "network" / f"{name}.png")
+        originals = [load_image(style, max(content.shape[-2:]), cfg.max_megapixels) for style in names]
+        reference = judge.prepare(content, originals, blend)
+        lbfgs = optimize(cfg, path, sorted(set(steps)), out / "optimization" / name, device)
+        for record in lbfgs.values():
+            record["eval"] = judge.score(load_image(record["image"]), reference)
         rows.append({"image": name, "size": list(content.shape[-2:]), "content": str(path),
                      "network": {"losses": losses_of(objective, content, output), "seconds": seconds,
-                                 "image": str(out / "network" / f"{name}.png")},
-                     "content_loss": losses_of(objective, content, content)["total"],
-                     "lbfgs": optimize(cfg, path, sorted(set(steps)), out / "optimization" / name, device)})
+                                 "image": str(out / "network" / f"{name}.png"),
+                                 "eval": judge.score(load_image(str(out / "network" / f"{name}.png")), reference)},
+                     "content_loss": losses_of(objective, content, content)["total"], "lbfgs": lbfgs})
     report = {"run": str(run_dir), "checkpoint": str(checkpoint_file(run_dir)), "device": device,
-              "torch_threads": torch.get_num_threads(), "steps": sorted(set(steps)), "images": rows}
+              "torch_threads": torch.get_num_threads(), "steps": sorted(set(steps)), "images": rows,
+              "judge": judge.settings()}
     write_atomic(out / "comparison.json", lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
     write_atomic(out / "comparison.md", lambda f: f.write(table(report).encode()))
     contact_sheet(report, out / "contact_sheet.png")
@@ -163,16 +178,21 @@ def compare(run_dir: Path, out: Path, steps: list[int], device: str) -> dict[str
 
 def table(report: dict[str, Any]) -> str:
     """One row per image and a mean row: the total loss of the content image itself, the network's output and
-    L-BFGS's after each step count; the network's time, L-BFGS's at the last count, and their ratio."""
+    L-BFGS's after each step count; the network's time, L-BFGS's at the last count, and their ratio; the judge's
+    content and style numbers of the network's output and of L-BFGS's after each step count."""
     steps, rows = report["steps"], report["images"]
+    judged = ["network", *(f"L-BFGS {k}" for k in steps)]
     header = ["image", "content (start)", "network", *(f"L-BFGS {k}" for k in steps), "network (s)",
-              f"L-BFGS {steps[-1]} (s)", "time ratio"]
+              f"L-BFGS {steps[-1]} (s)", "time ratio", *(f"{method} eval/{key}" for method in judged
+                                                         for key in ("content", "style"))]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
 
     def cells(row: dict[str, Any]) -> list[float]:
         last = row["lbfgs"][steps[-1]]["seconds"]
+        evals = [row["network"]["eval"], *(row["lbfgs"][k]["eval"] for k in steps)]
         return [row["content_loss"], row["network"]["losses"]["total"], *(row["lbfgs"][k]["total"] for k in steps),
-                row["network"]["seconds"], last, last / row["network"]["seconds"]]
+                row["network"]["seconds"], last, last / row["network"]["seconds"],
+                *(scores[key] for scores in evals for key in ("content", "style"))]
 
     values = [cells(row) for row in rows]
     for row, numbers in zip(rows, values, strict=True):

@@ -10,11 +10,12 @@ The objective has this interface: `set_styles(styles, blend)` (style targets, on
 "style/<layer>": ...}`.
 
 Logged: `train/<term>` every step, `val/<term>` on the held-out images (the checkpoint callback can monitor
-`val/total`), both at `step`, the optimizer steps taken. Validation also runs after the last step (the module
-asks the trainer to stop there, and Lightning validates a stopping step), so the final network is always
-scored and checkpointed, whatever the validation interval. A grid of the held-out images (top row) and their
-stylisations (bottom row) is saved as `samples/step_XXXXXX.png` at the start, every `sample_every` steps and
-at the end, and sent to W&B in the row of that step's losses when they are logged; rank zero only.
+`val/total`), both at `step`, the optimizer steps taken; with a judge, `val/eval/<key>` at each validation, each
+of the judge's numbers averaged over the held-out images' stylisations (`judged()`). Validation also runs after
+the last step (the module asks the trainer to stop there, and Lightning validates a stopping step), so the final
+network is always scored and checkpointed, whatever the validation interval. A grid of the held-out images (top
+row) and their stylisations (bottom row) is saved as `samples/step_XXXXXX.png` at the start, every `sample_every`
+steps and at the end, and sent to W&B in the row of that step's losses when they are logged; rank zero only.
 `initial_losses` are the held-out images' terms before training; `evaluate()` gives them at any time (the
 final losses after fitting).
 
@@ -35,6 +36,7 @@ from torchvision.utils import make_grid
 
 from nst_research.errors import RunDiverged
 from nst_research.feedforward.checkpoint import NETWORK_KEY, build_network
+from nst_research.judge.runs import RunJudge, metrics
 from nst_research.nst.images import save_image
 from nst_research.tracking.loggers import log_images
 
@@ -46,12 +48,13 @@ class FeedForwardModule(pl.LightningModule):
 
     `optimizer` makes the optimizer from the network's parameters (e.g. a partial of Adam). `styles` (each
     (1, 3, H, W) in [0, 1]) and `blend` set the style targets. `samples` (N, 3, H, W) are the held-out images
-    of the sample grids and of `evaluate()`; `output_dir` (rank zero writes `samples/` there; None: no files).
+    of the sample grids and of `evaluate()`; `output_dir` (rank zero writes `samples/` there; None: no files);
+    `judging` judges their stylisations, sample i against its reference `i` (None: not judged).
     """
 
     def __init__(self, network: Mapping[str, Any], objective: nn.Module, optimizer: OptimizerFactory,
                  styles: Sequence[Tensor], blend: Sequence[float], samples: Tensor, sample_every: int = 100,
-                 output_dir: Path | str | None = None) -> None:
+                 output_dir: Path | str | None = None, judging: RunJudge | None = None) -> None:
         super().__init__()
         self.save_hyperparameters({NETWORK_KEY: dict(network)})
         self.network = build_network(network)
@@ -64,6 +67,7 @@ class FeedForwardModule(pl.LightningModule):
         self.register_buffer("samples", samples, persistent=False)
         self.sample_every = sample_every
         self.output_dir = None if output_dir is None else Path(output_dir)
+        self.judging = judging  # not a submodule: not saved in checkpoints
         self.initial_losses: dict[str, float] = {}
         self.last_sample_step: int | None = None
 
@@ -115,6 +119,19 @@ class FeedForwardModule(pl.LightningModule):
         values["step"] = float(self.global_step)
         self.log_dict(values, on_epoch=True, sync_dist=True, batch_size=len(batch))
 
+    @torch.no_grad()
+    def judged(self) -> dict[str, float] | None:
+        """The judge's numbers for the held-out images' stylisations, each averaged over the images."""
+        if self.judging is None:
+            return None
+        self.judging.judge.to(self.device)
+        return self.judging.mean_score(self.stylised(), range(len(self.samples)))
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self.judged()
+        if scores is not None:
+            self.log_dict(metrics(scores, "val/"), sync_dist=True)
+
     def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
         if self.global_step % self.sample_every == 0:  # Lightning logs this step's losses next, if it logs them
             self.save_samples(with_metrics=self.global_step % self.trainer.log_every_n_steps == 0)
@@ -135,13 +152,17 @@ class FeedForwardModule(pl.LightningModule):
             self.save_samples()
 
     @torch.no_grad()
-    def sample_grid(self) -> Tensor:
-        """The held-out images (top row) above the network's stylisations (bottom row), in [0, 1]."""
+    def stylised(self) -> Tensor:
+        """The network's stylisations of the held-out images."""
         was_training = self.network.training
         self.network.eval()
         stylised = self.network(self.samples)
         self.network.train(was_training)
-        return make_grid(torch.cat([self.samples, stylised]), nrow=len(self.samples), padding=2, pad_value=1.0)
+        return stylised
+
+    def sample_grid(self) -> Tensor:
+        """The held-out images (top row) above the network's stylisations (bottom row), in [0, 1]."""
+        return make_grid(torch.cat([self.samples, self.stylised()]), nrow=len(self.samples), padding=2, pad_value=1.0)
 
     def save_samples(self, with_metrics: bool = False) -> None:
         """Save the grid as samples/step_XXXXXX.png and send it to W&B (`with_metrics`: into the row of the losses

@@ -21,9 +21,12 @@ from nst_research.errors import UserInputError
 from nst_research.feedforward.data import PhotoDataModule
 from nst_research.feedforward.module import FeedForwardModule
 from nst_research.gan.task import check_launch
+from nst_research.judge.judge import FeatureJudge
+from nst_research.judge.runs import RunJudge, metrics
 from nst_research.nst.images import MIN_IMAGE_SIZE, load_image
+from nst_research.nst.results import eval_headline, without_empty_eval
 from nst_research.nst.styles import blend_weights, style_list
-from nst_research.nst.task import build_objective
+from nst_research.nst.task import build_judge, build_objective
 from nst_research.parts import build, make_trainer
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.results import Artifact, RunResults
@@ -35,7 +38,9 @@ CHECKPOINTS = ("best", "last", "interrupted")
 @dataclass(kw_only=True)
 class FeedForwardResults(RunResults):
     """results.json of a feed-forward training: steps, the held-out images' losses before and after (every term
-    by name, as style transfer's results.json), the best validation total and the checkpoints written."""
+    by name, as style transfer's results.json), the best validation total, the checkpoints written, and `eval`,
+    the judge's settings and numbers for the final network (each the mean over the held-out images; no `eval`
+    key when the run is not judged)."""
 
     task: str = "feedforward"
     style: list[str] = field(default_factory=list)
@@ -47,10 +52,14 @@ class FeedForwardResults(RunResults):
     final_losses: dict[str, float] = field(default_factory=dict)
     best_val_total: float | None = None
     checkpoints: dict[str, str] = field(default_factory=dict)
+    eval: dict[str, Any] | None = None
 
     def headline(self) -> dict[str, Any]:
         return {**{f"final/{term}": self.final_losses.get(term) for term in ("total", "content", "style", "tv")},
-                "best_val_total": self.best_val_total, "steps": self.steps}
+                **eval_headline(self.eval), "best_val_total": self.best_val_total, "steps": self.steps}
+
+    def to_dict(self) -> dict[str, Any]:
+        return without_empty_eval(super().to_dict())
 
     def artifacts(self) -> list[Artifact]:
         """The result (the last sample grid, results.json, config.yaml) and the checkpoints as a `model` artifact:
@@ -114,10 +123,11 @@ def check_optimizer(module: FeedForwardModule) -> None:
         raise UserInputError(f"optimizer: {error}; fix the optimizer.* settings") from None
 
 
-def build_parts(cfg: DictConfig, output_dir: Path | None = None) -> tuple[PhotoDataModule, FeedForwardModule,
-                                                                          list[str]]:
-    """The photos (set up), the module (network, objective, optimizer, style images, held-out images) and the
-    style names, every input checked; nothing is written (the module writes its grids to `output_dir` later)."""
+def build_parts(cfg: DictConfig, output_dir: Path | None = None, judge: FeatureJudge | None = None
+                ) -> tuple[PhotoDataModule, FeedForwardModule, list[str]]:
+    """The photos (set up), the module (network, objective, optimizer, style images, held-out images, the judge of
+    their stylisations) and the style names, every input checked; nothing is written (the module writes its grids
+    to `output_dir` later)."""
     names, styles, blend = load_styles(cfg)
     photos: PhotoDataModule = build(cfg.photos)
     photos.setup("fit")  # bad data (an empty folder, a missing held-out image) fails here, before anything is written
@@ -125,9 +135,14 @@ def build_parts(cfg: DictConfig, output_dir: Path | None = None) -> tuple[PhotoD
     held_out = photos.validation_images()
     for image in (*styles, held_out, torch.zeros(1, 3, photos.image_size, photos.image_size)):
         objective.features.check_size(image)
+    judging = None
+    if judge is not None:  # each held-out photo is a content; the styles as given, at the photos' size
+        originals = [load_image(name, max(held_out.shape[-2:]), cfg.max_megapixels) for name in names]
+        judging = RunJudge(judge, lambda i: (held_out[i:i + 1], originals, blend, None))
     module: FeedForwardModule = build(cfg.module)(
         network=OmegaConf.to_container(cfg.network, resolve=True), objective=objective,
-        optimizer=build(cfg.optimizer), styles=styles, blend=blend, samples=held_out, output_dir=output_dir)
+        optimizer=build(cfg.optimizer), styles=styles, blend=blend, samples=held_out, output_dir=output_dir,
+        judging=judging)
     check_optimizer(module)
     return photos, module, names
 
@@ -137,6 +152,7 @@ def run(cfg: DictConfig) -> FeedForwardResults:
     input is checked before anything is written. With `resume` (a run directory), continue from its newest
     checkpoint up to `trainer.max_steps` (or `trainer.max_epochs`)."""
     check_run_settings(cfg)
+    judge = build_judge(cfg)
     ckpt_path = resume_checkpoint(Path(cfg.resume)) if cfg.get("resume") else None
     if ckpt_path is not None:
         check_more_steps(ckpt_path, cfg.trainer.max_steps)
@@ -154,7 +170,7 @@ def run(cfg: DictConfig) -> FeedForwardResults:
                            callbacks=callbacks + extra_callbacks)
     check_launch(cfg, trainer)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    photos, module, names = build_parts(cfg, output_dir)
+    photos, module, names = build_parts(cfg, output_dir, judge)
     describe = {"style": names, "image_size": photos.image_size, "seed": cfg.seed}
 
     with RunLifecycle(output_dir, OmegaConf.to_container(cfg, resolve=True), cfg.get("logger"), task="feedforward",
@@ -168,7 +184,8 @@ def run(cfg: DictConfig) -> FeedForwardResults:
 
 def save_outcome(module: FeedForwardModule, trainer: pl.Trainer, best: ModelCheckpoint | None, status: str,
                  error: str | None, output_dir: Path, describe: dict[str, Any]) -> FeedForwardResults:
-    """Score the network as it stands (finished or not) on the held-out images and save its grid; the results."""
+    """Score and judge the network as it stands (finished or not) on the held-out images and save its grid; the
+    results."""
     started = bool(module.initial_losses)
     if started and module.last_sample_step != module.global_step:
         module.save_samples()
@@ -176,10 +193,15 @@ def save_outcome(module: FeedForwardModule, trainer: pl.Trainer, best: ModelChec
     checkpoints = {name: f"checkpoints/{name}.ckpt" for name in CHECKPOINTS
                    if (output_dir / "checkpoints" / f"{name}.ckpt").is_file()}
     best_score = None if best is None or best.best_model_score is None else best.best_model_score.item()
+    judged = module.judged() if started else None
+    if judged is not None:  # as every judged run logs its result's numbers
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics(judged), step=trainer.global_step)
     return FeedForwardResults(status=status, error=error, result=result, steps=trainer.global_step,
                               device=str(module.device), processes=trainer.world_size,
                               initial_losses=module.initial_losses, final_losses=module.evaluate() if started else {},
-                              best_val_total=best_score, checkpoints=checkpoints, **describe)
+                              best_val_total=best_score, checkpoints=checkpoints,
+                              eval=None if judged is None else module.judging.block(judged), **describe)
 
 
 def summary(results: FeedForwardResults) -> str:

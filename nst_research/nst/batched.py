@@ -24,6 +24,7 @@ import yaml
 from torch import Tensor
 
 from nst_research.errors import RunDiverged, UserInputError
+from nst_research.judge.runs import RunJudge, metrics
 from nst_research.nst.images import save_image
 from nst_research.nst.inputs import StyleTransferInputs
 from nst_research.nst.module import StyleTransferModule
@@ -132,10 +133,11 @@ class BatchedStyleTransferModule(StyleTransferModule):
 
 
 def run(elements: list[Element], inputs: list[StyleTransferInputs], objective: StyleTransferObjective,
-        optimizer: Callable, trainer: pl.Trainer, *, iterations: int, output_dir: Path,
+        optimizer: Callable, trainer: pl.Trainer, *, iterations: int, output_dir: Path, judging: RunJudge | None,
         **module_options: Any) -> BatchedResults:
-    """Run a batched sweep; each element is a run with its own lifecycle and directory. `inputs` are the
-    elements' (the same but for the start image, which depends on the seed)."""
+    """Run a batched sweep; each element is a run with its own lifecycle and directory, its result judged by
+    `judging` (if given). `inputs` are the elements' (the same but for the start image, which depends on the
+    seed)."""
     shared = inputs[0]
     module = BatchedStyleTransferModule(
         objective, shared.content, shared.styles, shared.blend, torch.cat([x.init for x in inputs]), optimizer,
@@ -146,7 +148,7 @@ def run(elements: list[Element], inputs: list[StyleTransferInputs], objective: S
         for b, element in enumerate(elements):
             element.run = stack.enter_context(RunLifecycle(element.output_dir, element.config, element.loggers,
                                                            task="nst"))
-            element.run.on_finish(partial_outcome(module, elements, b))
+            element.run.on_finish(partial_outcome(module, elements, b, judging))
             save_image(shared.content, element.output_dir / "content.png")
             for i, style in enumerate(shared.styles):
                 save_image(style, element.output_dir / ("style.png" if len(shared.styles) == 1 else f"style_{i}.png"))
@@ -165,10 +167,10 @@ def run(elements: list[Element], inputs: list[StyleTransferInputs], objective: S
                           names=[e.name for e in elements], runs=[e.run.results for e in elements])
 
 
-def partial_outcome(module: BatchedStyleTransferModule, elements: list[Element],
-                    b: int) -> Callable[[str, str | None], StyleTransferResults]:
-    """Element b's `on_finish`: its image as it stands and its results; when the batch diverged, `diverged`
-    for an element whose own loss did and `failed` (stopped with its batch) for the others."""
+def partial_outcome(module: BatchedStyleTransferModule, elements: list[Element], b: int,
+                    judging: RunJudge | None) -> Callable[[str, str | None], StyleTransferResults]:
+    """Element b's `on_finish`: its image as it stands, judged, and its results; when the batch diverged,
+    `diverged` for an element whose own loss did and `failed` (stopped with its batch) for the others."""
 
     def finish(status: str, error: str | None) -> StyleTransferResults:
         element = elements[b]
@@ -185,15 +187,18 @@ def partial_outcome(module: BatchedStyleTransferModule, elements: list[Element],
         scales = []
         if module.initial_elements:  # it started: its image is the run's latest
             final = module.evaluate_elements()[b]
-            size, step = module.image_size, module.run_step
+            size, step, image = module.image_size, module.run_step, module.output_image()[b:b + 1]
+            scores = None if judging is None else judging.score(image)
             scales.append(ScaleRecord(image_size=size, steps=module.scale_steps,
                                       loss_evaluations=module.loss_evaluations,
-                                      initial_losses=module.initial_elements[b], final_losses=final))
-            save_image(module.output_image()[b], element.output_dir / "result.png")
-            log_images(element.run.loggers, "result", [module.output_image()[b].cpu()], step, with_metrics=True)
+                                      initial_losses=module.initial_elements[b], final_losses=final, eval=scores))
+            save_image(image, element.output_dir / "result.png")
+            log_images(element.run.loggers, "result", [image[0].cpu()], step, with_metrics=True)
+            judged = {} if scores is None else {**metrics(scores, f"scale/{max(size)}px/"), **metrics(scores)}
             for logger in element.run.loggers:
                 logger.log_metrics({f"scale/{max(size)}px/{k}": v for k, v in final.items()}, step=step)
-                logger.log_metrics({f"final/{k}": v for k, v in final.items()}, step=step)
-        return StyleTransferResults.of(status, scales, element.seed, str(module.device), error)
+                logger.log_metrics({**{f"final/{k}": v for k, v in final.items()}, **judged}, step=step)
+        return StyleTransferResults.of(status, scales, element.seed, str(module.device), error,
+                                       judge=None if judging is None else judging.judge.settings())
 
     return finish

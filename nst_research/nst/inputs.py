@@ -21,6 +21,12 @@ class StyleTransferInputs:
     masks: list[Tensor] | None  # one content-sized region per style, or None
     chroma: Tensor | None       # the RGB content whose chroma goes back on the output, or None
     init: Tensor
+    original_content: Tensor    # the content in RGB, before colour preservation (what the judge compares with)
+    original_styles: list[Tensor]  # the styles at the content's long side whatever style_scale, not colour-matched
+
+    def judged(self) -> tuple[Tensor, list[Tensor], list[float], list[Tensor] | None]:
+        """What the judge's reference is made of: the inputs as the user gave them, the blend and the masks."""
+        return self.original_content, self.original_styles, self.blend, self.masks
 
 
 def prepare_inputs(content: str, style: str | Sequence[str], image_size: int, *, style_scale: float = 1.0,
@@ -35,12 +41,14 @@ def prepare_inputs(content: str, style: str | Sequence[str], image_size: int, *,
         raise UserInputError(f"style_scale={style_scale} gives style images of {style_size} px; "
                              f"use a style_scale that keeps them >= {MIN_IMAGE_SIZE} px")
     styles = [load_image(spec, style_size, max_megapixels) for spec in style_list(style)]
+    originals = styles if style_size == image_size else [load_image(spec, image_size, max_megapixels)
+                                                          for spec in style_list(style)]
     mask_specs = check_masks(masks, len(styles), style_blend)
     blend = blend_weights(len(styles), style_blend)
     size = tuple(content_image.shape[-2:])
     mask_images = None if mask_specs is None else [load_mask(spec, size, max_megapixels) for spec in mask_specs]
     check_preserve_color(preserve_color)
-    chroma = None
+    original_content, chroma = content_image, None
     if preserve_color == "histogram":
         styles = [match_color(image, content_image).clamp(0, 1) for image in styles]
     elif preserve_color == "luminance":
@@ -50,4 +58,4 @@ def prepare_inputs(content: str, style: str | Sequence[str], image_size: int, *,
     start = initial_image(init, content_image, styles[0], torch.Generator().manual_seed(seed), max_megapixels)
     if chroma is not None:
         start = luminance(start)
-    return StyleTransferInputs(content_image, styles, blend, mask_images, chroma, start)
+    return StyleTransferInputs(content_image, styles, blend, mask_images, chroma, start, original_content, originals)

@@ -17,6 +17,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from nst_research.errors import RunDiverged, UserInputError
+from nst_research.judge.judge import FeatureJudge
+from nst_research.judge.runs import RunJudge, metrics
 from nst_research.nst import batched
 from nst_research.nst.averaging import check_decay
 from nst_research.nst.checks import BATCH_KEYS, check, check_layer_names
@@ -41,6 +43,12 @@ def build_objective(cfg: DictConfig) -> StyleTransferObjective:
     terms = {name: build(node) for name, node in cfg.objective.terms.items() if node is not None}
     features = build(cfg.model, layers=StyleTransferObjective.layers(terms))
     return StyleTransferObjective(features, terms)
+
+
+def build_judge(cfg: DictConfig) -> FeatureJudge | None:
+    """The run's judge (`judge=none`: None), built before the run is seeded or writes anything: a bad judge
+    setting is refused like any other input, and building it leaves the run's random numbers as they were."""
+    return None if cfg.get("judge") is None else build(cfg.judge)
 
 
 def allow_tf32(allowed: bool) -> None:
@@ -99,8 +107,9 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
     (a run directory), continue that run from its checkpoint up to the requested steps."""
     check(cfg)
     check_decay(cfg.ema_decay)
+    judge = build_judge(cfg)
     if cfg.get("batch_sweep"):
-        return run_batched(cfg)
+        return run_batched(cfg, judge)
     sizes = scale_sizes(cfg.image_size, cfg.multiscale.min_size, cfg.multiscale.factor)
     steps = scale_steps(sizes, cfg.iterations, cfg.multiscale.iterations)
     output_dir = Path(cfg.output_dir)
@@ -127,6 +136,8 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
         objective.compile()
     new_trainer = partial(make_trainer, cfg.trainer, logger=False, default_root_dir=output_dir)
     trainer = new_trainer()  # a trainer this machine cannot run is refused before anything is written
+    judging = None if judge is None else RunJudge(judge.to(trainer.strategy.root_device),
+                                                  lambda k: scales[k].judged())  # a reference per scale
     make_module = instantiate(cfg.module)
     parameterization = make_module.keywords["parameterization"]
     parameterization(scales[first].init)  # its settings are refused before anything is written
@@ -139,12 +150,12 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
         done = scale_records(run.previous)[:first]  # the finished coarser scales
         module: StyleTransferModule | None = None
         run.on_finish(lambda status, error: save_outcome(module, done, run.loggers, status, cfg.seed, output_dir,
-                                                         error))
+                                                         error, judging))
         try:
             for k in range(first, len(scales)):
                 inputs = scales[k]
                 if module is not None:  # carry the coarser result up to this scale
-                    done.append(scale_record(module, run.loggers))
+                    done.append(scale_record(module, run.loggers, judging))
                     save_image(module.output_image(),
                                output_dir / "intermediate" / f"scale_{max(module.image_size)}px.png")
                     trainer = new_trainer()
@@ -176,32 +187,39 @@ def write_inputs(output_dir: Path, inputs: StyleTransferInputs) -> None:
         save_image(style, output_dir / ("style.png" if len(inputs.styles) == 1 else f"style_{i}.png"))
 
 
-def scale_record(module: StyleTransferModule, loggers: list) -> ScaleRecord:
-    """One scale's size, steps and losses; its final losses also go to the loggers as `scale/<size>px/<term>`."""
+def scale_record(module: StyleTransferModule, loggers: list, judging: RunJudge | None) -> ScaleRecord:
+    """One scale's size, steps, losses and the judge's numbers for its end image; its final losses and those
+    numbers also go to the loggers as `scale/<size>px/<term>` and `scale/<size>px/eval/<key>`."""
+    scores = None if judging is None else judging.score(module.output_image(), module.scale)
     record = ScaleRecord(image_size=module.image_size, steps=module.scale_steps,
                          loss_evaluations=module.loss_evaluations, initial_losses=module.initial_losses,
-                         final_losses=module.evaluate())
-    size = max(record.image_size)
+                         final_losses=module.evaluate(), eval=scores)
+    prefix = f"scale/{max(record.image_size)}px/"
     for logger in loggers:
-        logger.log_metrics({f"scale/{size}px/{k}": v for k, v in record.final_losses.items()}, step=module.run_step)
+        logger.log_metrics({f"{prefix}{k}": v for k, v in record.final_losses.items()}, step=module.run_step)
+        if scores is not None:
+            logger.log_metrics(metrics(scores, prefix), step=module.run_step)
     return record
 
 
 def save_outcome(module: StyleTransferModule | None, done: list[ScaleRecord], loggers: list, status: str, seed: int,
-                 output_dir: Path, error: str | None) -> StyleTransferResults:
-    """Save the image as it stands (finished or not) and its checkpoint; the run's results.
+                 output_dir: Path, error: str | None, judging: RunJudge | None) -> StyleTransferResults:
+    """Save the image as it stands (finished or not) and its checkpoint; the run's results, judged when
+    `judging` is given.
 
     `done` holds the records of the scales before `module`'s (none for a single scale)."""
     scales = list(done)
     if module is not None and module.initial_losses:  # it started: its image is the run's latest
-        scales.append(scale_record(module, loggers))
+        scales.append(scale_record(module, loggers, judging))
         save_image(module.output_image(), output_dir / "result.png")
         module.save_checkpoint()
         module.log_image("result", module.run_step, with_metrics=True)  # in the row of final/*
+        final = {f"final/{k}": v for k, v in scales[-1].final_losses.items()}
         for logger in loggers:
-            logger.log_metrics({f"final/{k}": v for k, v in scales[-1].final_losses.items()}, step=module.run_step)
+            logger.log_metrics({**final, **metrics(scales[-1].eval or {})}, step=module.run_step)
     device = str(module.device) if module is not None else None
-    return StyleTransferResults.of(status, scales, seed, device, error)
+    return StyleTransferResults.of(status, scales, seed, device, error,
+                                   judge=None if judging is None else judging.judge.settings())
 
 
 def element_configs(cfg: DictConfig, values: dict[str, list[Any]]) -> list[batched.Element]:
@@ -228,7 +246,7 @@ def element_configs(cfg: DictConfig, values: dict[str, list[Any]]) -> list[batch
     return elements
 
 
-def run_batched(cfg: DictConfig) -> BatchedResults:
+def run_batched(cfg: DictConfig, judge: FeatureJudge | None) -> BatchedResults:
     """A batched sweep: every value of the listed keys optimised as one batch; each element a run of its own."""
     values = batched.batch_values({key: OmegaConf.to_object(cfg[key]) if isinstance(cfg[key], ListConfig)
                                    else cfg[key] for key in BATCH_KEYS})
@@ -246,8 +264,10 @@ def run_batched(cfg: DictConfig) -> BatchedResults:
     allow_tf32(True)
     trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=cfg.output_dir)
     module_options = instantiate(cfg.module).keywords  # save_every, ema_decay
+    judging = None if judge is None else RunJudge(judge.to(trainer.strategy.root_device),
+                                                  lambda key: inputs[0].judged())  # the elements share their inputs
     return batched.run(elements, inputs, objective, optimizer, trainer, iterations=cfg.iterations,
-                       output_dir=Path(cfg.output_dir), **module_options)
+                       output_dir=Path(cfg.output_dir), judging=judging, **module_options)
 
 
 def summary(results: StyleTransferResults | BatchedResults) -> str:

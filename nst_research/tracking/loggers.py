@@ -114,13 +114,18 @@ STEP_METRIC = "trainer/global_step"  # the x-axis: the run's step (across scales
 # Metrics whose W&B summary keeps their minimum beside the last value. Named one by one: W&B applies the
 # first matching glob, and Lightning's WandbLogger has already declared `*` against the step metric.
 SUMMARIZED = ("loss/total", "loss/content", "loss/style", "loss/tv", "train/d_loss", "train/g_loss",
-              "val/frechet_distance", "train/total", "val/total")
+              "val/frechet_distance", "train/total", "val/total", "eval/content", "eval/style", "eval/score",
+              "eval/color")
+SUMMARIZED_MAX = ("eval/content_ssim",)  # higher is better: summarised by the maximum
 
 
 def declare_metrics(run: Any) -> None:
-    """Tell W&B the step metric of the curves and summarise the losses by their minimum and last value."""
+    """Tell W&B the step metric of the curves and summarise the losses (and the judge's distances) by their
+    minimum and last value, the judge's SSIM by its maximum and last."""
     for name in SUMMARIZED:
         run.define_metric(name, step_metric=STEP_METRIC, summary="min,last")
+    for name in SUMMARIZED_MAX:
+        run.define_metric(name, step_metric=STEP_METRIC, summary="max,last")
 
 
 def log_images(loggers: list[Logger], key: str, images: list[Any], step: int, with_metrics: bool = False) -> None:
