@@ -87,7 +87,7 @@ def test_single_run_directory_compares(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(
         {"status": "completed", "task": "nst", "steps": 5, "wall_time_s": 1.5, "final_losses": {"total": 12.5}}))
     table = compare(tmp_path)
-    assert "| `optimizer=adam` | completed | 12.5 |" in table
+    assert "| `optimizer=adam` | completed | - | 12.5 |" in table and "One run: nothing to rank." in table
     assert (tmp_path / "contact_sheet.png").is_file() and (tmp_path / "curves.png").is_file()
 
 

@@ -1,0 +1,136 @@
+"""compare.py's ranking rule, the Pareto front and the trade-off plot, on run directories written by hand
+as real runs lay them out (results.json with the judge's "eval" block, config.yaml, overrides, CSV log)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from nst_research.tracking.compare import compare, find_runs, pareto_front, ranking, run_color
+
+REPO = Path(__file__).resolve().parents[1]
+OBJECTIVE = {"terms": {"content": {"_target_": "nst_research.nst.terms.ContentTerm", "weight": 1.0},
+                       "style": {"_target_": "nst_research.nst.terms.StyleTerm", "weight": 1e6,
+                                 "loss": {"_target_": "nst_research.nst.style_losses.GramStyleLoss"}}}}
+
+
+def write_run(directory: Path, overrides: list[str], total: float, judged: tuple[float, float] | None,
+              style_weight: float = 1e6, optimizer: str = "torch.optim.LBFGS", status: str = "completed") -> None:
+    """A run directory as task=nst writes it, with `judged` = (eval content, eval style) or no eval block."""
+    (directory / ".hydra").mkdir(parents=True)
+    (directory / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    objective = json.loads(json.dumps(OBJECTIVE))
+    objective["terms"]["style"]["weight"] = style_weight
+    config = {"task": "nst", "optimizer": {"_target_": optimizer}, "objective": objective, "content": "cat",
+              "style": "coffee", "image_size": 32, "style_weight": style_weight, "seed": 0}
+    (directory / "config.yaml").write_text(yaml.safe_dump(config))
+    results = {"status": status, "task": "nst", "wall_time_s": 1.0, "result": "result.png", "steps": 2,
+               "final_losses": {"total": total, "content": total / 2, "style": total / 2e6}}
+    if judged is not None:
+        content, style = judged
+        results["eval"] = {"judge": {"name": "vgg19_sliced_wasserstein"}, "content": content, "style": style,
+                           "score": (content + style) / 2, "color": 0.5, "content_ssim": 0.8,
+                           "content_raw": content, "style_raw": style, "color_raw": 0.5}
+    (directory / "results.json").write_text(json.dumps(results))
+    Image.new("RGB", (32, 24), (120, 90, 60)).save(directory / "result.png")
+    (directory / "csv").mkdir()
+    (directory / "csv" / "metrics.csv").write_text(f"loss/total,step\n{total * 3},1\n{total},2\n")
+
+
+def style_weight_sweep(root: Path, judged: bool = True) -> Path:
+    """Three runs at style_weight 1e4, 1e5, 1e6: the smallest weight has the smallest total loss, the judge's
+    score puts it last (its style is furthest), and each keeps more content or takes more style than the others
+    (all three on the Pareto front)."""
+    for job, (weight, total, point) in enumerate([(1e4, 20.0, (0.30, 0.95)), (1e5, 60.0, (0.45, 0.40)),
+                                                  (1e6, 160.0, (0.60, 0.30))]):
+        write_run(root / str(job), [f"style_weight={weight}", "image_size=32"], total, point if judged else None,
+                  style_weight=weight)
+    return root
+
+
+def rows(markdown: str) -> dict[str, list[str]]:
+    """{run label: its cells} of compare's table."""
+    lines = [line for line in markdown.splitlines() if line.startswith("| `")]
+    return {line.split("`")[1]: [cell.strip() for cell in line.split("|")[2:-1]] for line in lines}
+
+
+def test_runs_with_different_objectives_are_ranked_by_the_judge(tmp_path):
+    markdown = compare(style_weight_sweep(tmp_path))
+    table = rows(markdown)
+    header = [cell.strip() for cell in markdown.splitlines()[0].split("|")[2:-1]]
+    score, total, rank = header.index("eval score"), header.index("total loss"), header.index("rank")
+    assert table["style_weight=100000.0"][score] == "**0.425** ★"  # the judge's best, not the smallest total
+    assert "★" not in table["style_weight=10000.0"][total] and table["style_weight=10000.0"][rank] == "3"
+    assert [table[k][rank] for k in table] == ["3", "1", "2"]
+    assert "judge's score" in markdown and "objectives differ (objective.terms.style.weight)" in markdown
+
+
+def test_runs_of_one_objective_are_ranked_by_total_loss(tmp_path):
+    for job, (optimizer, total, point) in enumerate([("torch.optim.LBFGS", 57.4, (0.5, 0.3)),
+                                                     ("torch.optim.Adam", 80.0, (0.4, 0.2))]):
+        write_run(tmp_path / str(job), [f"optimizer={optimizer.rsplit('.', 1)[1].lower()}"], total, point,
+                  optimizer=optimizer)
+    markdown = compare(tmp_path)
+    table = rows(markdown)
+    header = [cell.strip() for cell in markdown.splitlines()[0].split("|")[2:-1]]
+    assert table["optimizer=lbfgs"][header.index("total loss")] == "**57.4** ★"
+    assert "★" not in table["optimizer=adam"][header.index("eval score")]  # the judge prefers adam; not the ranking
+    assert "Ranked by total loss" in markdown and "same objective" in markdown
+
+
+def test_different_objectives_without_a_judge_are_not_ranked(tmp_path):
+    markdown = compare(style_weight_sweep(tmp_path, judged=False))
+    assert "★" not in markdown and "Not ranked" in markdown and "judge=none" in markdown
+    assert not (tmp_path / "tradeoff.png").exists() and "tradeoff.png" not in (tmp_path / "comparison.md").read_text()
+
+
+def test_a_run_without_config_yaml_counts_as_a_different_objective(tmp_path):
+    style_weight_sweep(tmp_path)
+    (tmp_path / "0" / "config.yaml").unlink()
+    rank_by = ranking(find_runs(tmp_path))
+    assert rank_by.column == "eval score" and "no config.yaml" in rank_by.reason
+
+
+@pytest.mark.parametrize("points, front", [
+    ([(1, 5), (2, 2), (5, 1), (3, 3), (2, 6)], [0, 1, 2]),  # (3, 3) is beaten by (2, 2); (2, 6) by (1, 5)
+    ([(1, 1), (1, 1), (2, 2)], [0, 1]),  # equal points are both on the front
+    ([(1, 2), (1, 3)], [0]),  # as good on one axis and better on the other beats
+    ([(4, 4)], [0]),
+    ([], []),
+    ([(1, 2, 3), (2, 1, 3), (2, 2, 4)], [0, 1]),  # any number of axes
+])
+def test_pareto_front(points, front):
+    assert pareto_front(points) == front
+
+
+def test_tradeoff_plot_draws_every_judged_run_in_its_colour(tmp_path):
+    style_weight_sweep(tmp_path)
+    write_run(tmp_path / "3", ["style_weight=1e7", "image_size=32"], 500.0, None, style_weight=1e7)  # not judged
+    compare(tmp_path)
+    assert "![trade-off" in (tmp_path / "comparison.md").read_text()
+    with Image.open(tmp_path / "tradeoff.png") as plot:
+        colours = {colour for _, colour in plot.convert("RGB").getcolors(maxcolors=1 << 20)}
+    hexes = {"#%02x%02x%02x" % colour for colour in colours}
+    assert {run_color(i) for i in range(3)} <= hexes  # each judged run's marker, in its colour
+    assert run_color(3) not in hexes
+
+
+def test_failed_run_is_left_out_of_the_ranking_and_the_front(tmp_path):
+    style_weight_sweep(tmp_path)
+    write_run(tmp_path / "3", ["style_weight=1e7", "image_size=32"], 1.0, (0.01, 0.01), style_weight=1e7,
+              status="failed")
+    table = rows(compare(tmp_path))
+    assert table["style_weight=1e7"][1] == "-" and table["style_weight=1e7"][-3] == "-"  # rank, Pareto
+    assert table["style_weight=100000.0"][1] == "1" and table["style_weight=100000.0"][-3] == "yes"
+
+
+def test_compare_command_says_what_it_ranks_by(tmp_path):
+    style_weight_sweep(tmp_path)
+    done = subprocess.run([sys.executable, "scripts/compare.py", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Ranked by the judge's score" in done.stdout and str(tmp_path / "tradeoff.png") in done.stdout
