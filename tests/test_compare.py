@@ -1,57 +1,17 @@
-"""compare.py's ranking rule, the Pareto front and the trade-off plot, on run directories written by hand
-as real runs lay them out (results.json with the judge's "eval" block, config.yaml, overrides, CSV log)."""
+"""compare.py's ranking rule, the Pareto front and the trade-off plot, on run directories written as real runs
+lay them out (judged_runs.write_run)."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from judged_runs import style_weight_sweep, write_run
 from PIL import Image
 
 from nst_research.tracking.compare import compare, find_runs, pareto_front, ranking, run_color
 
 REPO = Path(__file__).resolve().parents[1]
-OBJECTIVE = {"terms": {"content": {"_target_": "nst_research.nst.terms.ContentTerm", "weight": 1.0},
-                       "style": {"_target_": "nst_research.nst.terms.StyleTerm", "weight": 1e6,
-                                 "loss": {"_target_": "nst_research.nst.style_losses.GramStyleLoss"}}}}
-
-
-def write_run(directory: Path, overrides: list[str], total: float, judged: tuple[float, float] | None,
-              style_weight: float = 1e6, optimizer: str = "torch.optim.LBFGS", status: str = "completed") -> None:
-    """A run directory as task=nst writes it, with `judged` = (eval content, eval style) or no eval block."""
-    (directory / ".hydra").mkdir(parents=True)
-    (directory / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    objective = json.loads(json.dumps(OBJECTIVE))
-    objective["terms"]["style"]["weight"] = style_weight
-    config = {"task": "nst", "optimizer": {"_target_": optimizer}, "objective": objective, "content": "cat",
-              "style": "coffee", "image_size": 32, "style_weight": style_weight, "seed": 0}
-    (directory / "config.yaml").write_text(yaml.safe_dump(config))
-    results = {"status": status, "task": "nst", "wall_time_s": 1.0, "result": "result.png", "steps": 2,
-               "final_losses": {"total": total, "content": total / 2, "style": total / 2e6}}
-    if judged is not None:
-        content, style = judged
-        results["eval"] = {"judge": {"name": "vgg19_sliced_wasserstein"}, "content": content, "style": style,
-                           "score": (content + style) / 2, "color": 0.5, "content_ssim": 0.8,
-                           "content_raw": content, "style_raw": style, "color_raw": 0.5}
-    (directory / "results.json").write_text(json.dumps(results))
-    Image.new("RGB", (32, 24), (120, 90, 60)).save(directory / "result.png")
-    (directory / "csv").mkdir()
-    (directory / "csv" / "metrics.csv").write_text(f"loss/total,step\n{total * 3},1\n{total},2\n")
-
-
-def style_weight_sweep(root: Path, judged: bool = True) -> Path:
-    """Three runs at style_weight 1e4, 1e5, 1e6: the smallest weight has the smallest total loss, the judge's
-    score puts it last (its style is furthest), and each keeps more content or takes more style than the others
-    (all three on the Pareto front)."""
-    for job, (weight, total, point) in enumerate([(1e4, 20.0, (0.30, 0.95)), (1e5, 60.0, (0.45, 0.40)),
-                                                  (1e6, 160.0, (0.60, 0.30))]):
-        write_run(root / str(job), [f"style_weight={weight}", "image_size=32"], total, point if judged else None,
-                  style_weight=weight)
-    return root
-
-
 def rows(markdown: str) -> dict[str, list[str]]:
     """{run label: its cells} of compare's table."""
     lines = [line for line in markdown.splitlines() if line.startswith("| `")]

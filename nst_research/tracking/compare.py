@@ -28,6 +28,7 @@ from torchvision.utils import make_grid
 
 from nst_research.atomic import write_atomic
 from nst_research.errors import UserInputError
+from nst_research.tracking.results import lookup
 
 TOTAL = ("total loss", ("final_losses", "total"))
 SCORE = ("eval score", ("eval", "score"))
@@ -110,18 +111,23 @@ def swept_keys(runs: list[Run]) -> list[str]:
     return [k for k in keys if len({p.get(k) for p in parsed}) > 1] if len(runs) > 1 else keys
 
 
+def short(value: str) -> str:
+    """A number of more than 6 significant digits (an Optuna trial's 0.49501595537331966) to 4; anything else,
+    1000000.0 among them, as it is."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    digits = value.lower().split("e")[0].lstrip("+-").replace(".", "").strip("0")
+    return f"{number:.4g}" if len(digits) > 6 else value
+
+
 def label_runs(runs: list[Run]) -> None:
     """Label each run by the overrides whose values differ between the runs (all of them for one run)."""
     differing = swept_keys(runs)
     for run in runs:
         values = override_values(run)
-        run.label = ",".join(f"{k}={values[k]}" for k in differing if k in values) or run.directory.name
-
-
-def lookup(results: dict[str, Any], path: tuple[str, ...]) -> Any:
-    for key in path:
-        results = results.get(key) if isinstance(results, dict) else None
-    return results
+        run.label = ",".join(f"{k}={short(values[k])}" for k in differing if k in values) or run.directory.name
 
 
 def finite(value: Any) -> bool:
@@ -226,8 +232,9 @@ def on_front(runs: list[Run]) -> set[int]:
 
 
 def tradeoff_figure(points: Sequence[tuple[float, float]], labels: Sequence[str], colors: Sequence[str],
-                    names: tuple[str, str] = ("eval/content", "eval/style"), size: tuple[float, float] = (7, 4.5),
-                    ids: Sequence[str] | None = None) -> Figure:
+                    names: tuple[str, str] = ("eval/content (lower: more of the content kept)",
+                                              "eval/style (lower: nearer the style)"),
+                    size: tuple[float, float] = (7, 4.5), ids: Sequence[str] | None = None) -> Figure:
     """The trade-off plane of two minimised numbers (by default the judge's content lost against style missed):
     one point per run in its colour, labelled, and the Pareto front (`pareto_front`) as a step line through the
     points no other beats on both axes. Better is lower left. `ids` name each point's SVG group."""
@@ -243,8 +250,8 @@ def tradeoff_figure(points: Sequence[tuple[float, float]], labels: Sequence[str]
                      linewidths=1.2, gid=ids[index] if ids else None)
         axes.annotate("\n".join(label_lines(label, width=34)), (x, y), xytext=(6, 4), textcoords="offset points",
                       fontsize=7, color="#1f2933")
-    axes.set_xlabel(f"{names[0]} (lower: more of the content kept)")
-    axes.set_ylabel(f"{names[1]} (lower: nearer the style)")
+    axes.set_xlabel(names[0])
+    axes.set_ylabel(names[1])
     axes.grid(True, color="#e3e8ee", linewidth=0.8)
     axes.spines[["top", "right"]].set_visible(False)
     axes.margins(0.15)
