@@ -261,13 +261,22 @@ def tradeoff_figure(points: Sequence[tuple[float, float]], labels: Sequence[str]
     return figure
 
 
-def tradeoff(runs: list[Run], path: Path) -> bool:
-    """tradeoff.png of the judged runs, in their colours; False, and no such file, when no run was judged."""
+def runs_tradeoff(runs: list[Run], size: tuple[float, float] = (7, 4.5)) -> Figure | None:
+    """The judged runs on the trade-off plane, each labelled and in its colour, its point the SVG group
+    `run-<index>`; None when no run was judged."""
     points = tradeoff_points(runs)
     if not points:
+        return None
+    return tradeoff_figure(list(points.values()), [runs[i].label for i in points], [run_color(i) for i in points],
+                           size=size, ids=[f"run-{i}" for i in points])
+
+
+def tradeoff(runs: list[Run], path: Path) -> bool:
+    """tradeoff.png of the judged runs; False, and no such file, when no run was judged."""
+    figure = runs_tradeoff(runs)
+    if figure is None:
         path.unlink(missing_ok=True)  # an earlier comparison's plot would show other runs
         return False
-    figure = tradeoff_figure(list(points.values()), [runs[i].label for i in points], [run_color(i) for i in points])
     write_atomic(path, lambda f: figure.savefig(f, format="png", dpi=100))
     return True
 

@@ -48,9 +48,8 @@ from nst_research.tracking.compare import (
     ranking,
     ranks,
     run_color,
+    runs_tradeoff,
     swept_keys,
-    tradeoff_figure,
-    tradeoff_points,
 )
 from nst_research.tracking.loggers import wandb_mode
 
@@ -211,12 +210,12 @@ def build_report(sweep: Sweep, entity: str | None, project: str) -> tuple[wr.Rep
     if final not in missing and settings:
         blocks += [wr.H2("Settings against the result"), wr.P(sweep.ranking.reason),
                    grid(settings_panels(final, settings, configs, judged, keys.final))]
-    if {"eval/content", "eval/style"} <= set(judged):
+    if keys.judge and set(keys.judge[:2]) <= set(judged):
+        x, y = keys.judge[:2]
         blocks += [wr.H2("Trade-off"), wr.P("The judge's content distance (x) against its style distance (y), one "
                                             "point per run: lower left is better."),
-                   grid([wr.ScatterPlot(title="trade-off: eval/content against eval/style",
-                                        x=wr.SummaryMetric("eval/content"), y=wr.SummaryMetric("eval/style"),
-                                        layout=wr.Layout(w=12, h=8))])]
+                   grid([wr.ScatterPlot(title=f"trade-off: {x} against {y}", x=wr.SummaryMetric(x),
+                                        y=wr.SummaryMetric(y), layout=wr.Layout(w=12, h=8))])]
     blocks += [wr.H2("Results"), grid(result_panels(keys, missing))]
     report.blocks = blocks
     return report, missing
@@ -409,7 +408,7 @@ def curves_svg(sweep: Sweep) -> str:
 
 
 def inline_svg(figure: Figure) -> str:
-    """The figure as an <svg> element, its text as text (searchable, and drawn in the page's fonts)."""
+    """The figure as an <svg> element, its text kept as text (searchable and selectable, not outlines)."""
     buffer = io.StringIO()
     with rc_context({"svg.fonttype": "none"}):
         figure.savefig(buffer, format="svg")
@@ -418,14 +417,9 @@ def inline_svg(figure: Figure) -> str:
 
 
 def tradeoff_svg(sweep: Sweep) -> str | None:
-    """The judged runs on the trade-off plane in their colours, with the Pareto front; None when none was judged.
-    Each run's point is the SVG group `run-<index>`."""
-    points = tradeoff_points(sweep.runs)
-    if not points:
-        return None
-    figure = tradeoff_figure(list(points.values()), [sweep.runs[i].label for i in points],
-                             [run_color(i) for i in points], size=(11, 4.4), ids=[f"run-{i}" for i in points])
-    return inline_svg(figure)
+    """The judged runs on the trade-off plane with the Pareto front (`runs_tradeoff`); None when none was judged."""
+    figure = runs_tradeoff(sweep.runs, size=(11, 4.4))
+    return None if figure is None else inline_svg(figure)
 
 
 def results_table(sweep: Sweep) -> str:
