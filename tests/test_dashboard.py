@@ -187,10 +187,11 @@ def test_report_without_the_judge_has_no_tradeoff(nst_sweep):
 def test_page_ranks_by_the_judge_and_draws_the_tradeoff(nst_sweep, nst_dashboard):
     """The runs' style weights differ: the star goes to the best judge's score, not to the smallest total loss,
     and the trade-off plane has every run's point in its table colour."""
-    _, _, page = nst_dashboard
+    out, _, page = nst_dashboard
     runs = dash.find_runs(nst_sweep)
     scores = [run.results["eval"]["score"] for run in runs]
     assert "Ranked by the judge&#x27;s score" in page and "objective.terms.style.weight" in page
+    assert "Ranked by the judge's score" in out  # the console says it too
     (best,) = re.findall(r'<td class="num best">([^<]+)</td>', page)
     assert best == dash.number(min(scores))
     header = re.findall(r'<th class="num">([^<]+)</th>', page)

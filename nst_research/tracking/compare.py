@@ -248,8 +248,9 @@ def tradeoff_figure(points: Sequence[tuple[float, float]], labels: Sequence[str]
     for index, ((x, y), label, color) in enumerate(zip(points, labels, colors)):
         axes.scatter([x], [y], s=60, color=color, zorder=2, edgecolors="#1f2933" if (x, y) in front_set else color,
                      linewidths=1.2, gid=ids[index] if ids else None)
-        axes.annotate("\n".join(label_lines(label, width=34)), (x, y), xytext=(6, 4), textcoords="offset points",
-                      fontsize=7, color="#1f2933")
+        lines = label_lines(label, width=34)  # every other label below its point: neighbours overlap less
+        axes.annotate("\n".join(lines), (x, y), xytext=(6, 4 if index % 2 == 0 else -4 - 9 * len(lines)),
+                      textcoords="offset points", fontsize=7, color="#1f2933")
     axes.set_xlabel(names[0])
     axes.set_ylabel(names[1])
     axes.grid(True, color="#e3e8ee", linewidth=0.8)

@@ -515,6 +515,7 @@ def dashboard(path: Path, *, sync_runs: bool = False, entity: str | None = None,
     sweep = load_sweep(path)
     for directory in sweep.skipped:
         print(f"skipped {directory}: no results.json (the job did not finish)")
+    print(sweep.ranking.reason)
     project = (project or os.environ.get("WANDB_PROJECT")
                or next((log.project for log in sweep.logs if log and log.project), None) or "nst-research")
     entity = entity or os.environ.get("WANDB_ENTITY")
