@@ -1,6 +1,7 @@
 """compare.py's ranking rule, the Pareto front and the trade-off plot, on run directories written as real runs
 lay them out (judged_runs.write_run)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,15 @@ def test_compare_command_says_what_it_ranks_by(tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Ranked by the judge's score" in done.stdout and str(tmp_path / "tradeoff.png") in done.stdout
+
+
+def test_gan_runs_are_ranked_by_the_frechet_distance_without_a_tradeoff(tmp_path):
+    """A GAN's Frechet distance is one metric for every run, whatever its loss or network; no judge, no plane."""
+    for job, (gan, distance) in enumerate([("fc", 80.0), ("dcgan", 42.3)]):
+        (tmp_path / str(job) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text(f"- task=gan\n- gan={gan}\n")
+        (tmp_path / str(job) / "results.json").write_text(json.dumps(
+            {"status": "completed", "task": "gan", "frechet_distance": {"final": distance, "floor": 5.0}}))
+    markdown = compare(tmp_path)
+    assert "| `gan=dcgan` | completed | 1 | **42.3** ★ |" in markdown and "Pareto" not in markdown
+    assert "Frechet distance" in markdown.splitlines()[-1] and not (tmp_path / "tradeoff.png").exists()
