@@ -3,7 +3,8 @@
 `cfg.task` names the task (`nst` by default, `gan`); each task module provides `run(cfg)`, which
 builds its parts and runs them inside a `RunLifecycle` (run directory, loggers, status,
 results.json) and returns its results; `summary(results)` (one console line) and `score(results)`
-(the number a sweeper minimises). A `UserInputError` becomes one line on stderr and exit status 2,
+(the number a sweeper minimises, unless the config's `sweep_score` node names numbers of results.json
+instead, as a multi-objective search does). A `UserInputError` becomes one line on stderr and exit status 2,
 with nothing half-written left behind; a failure that is not the user's input (divergence, a crash)
 exits 1. Only Hydra and OmegaConf are imported before the command line is parsed: torch and
 Lightning load with the task.
@@ -27,7 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nst_research.errors import RunDiverged, UserInputError
-from nst_research.tracking.sweep import sweep_job, with_sweep_job
+from nst_research.tracking.sweep import ResultFields, sweep_job, with_sweep_job
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ warnings.filterwarnings("ignore", ".*fit\\(ckpt_path=.*")
 # Lightning's notices (devices found, "fit stopped") are not news on each run: the console keeps the progress bar,
 # our notices and the result line.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+# `${product:a,b}`: a searched setting as a multiple of another (nst_pareto's style weight of each style loss)
+OmegaConf.register_new_resolver("product", lambda *factors: math.prod(factors), replace=True)
 
 
 def task_module(name: str) -> ModuleType:
@@ -128,8 +131,9 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> float:
-    """Run `cfg.task`; return its score (a final loss or metric) for sweepers that minimise it.
+def main(cfg: DictConfig) -> float | list[float]:
+    """Run `cfg.task`; return its score (a final loss or metric) for sweepers that minimise it, or the numbers
+    of results.json that the `sweep_score` node names (one per direction of a multi-objective search).
 
     In a multirun a failed job is recorded (results.json, W&B) and the sweep goes on: its
     score is +inf, the worst an Optuna trial can do; `MultirunSummary` counts failures.
@@ -140,7 +144,14 @@ def main(cfg: DictConfig) -> float:
     job = sweep_job(hydra_cfg)
     if job is not None:
         with_sweep_job(cfg, job)
+    score: ResultFields | None = None
+    worst: float | list[float] = math.inf
     try:
+        if cfg.get("sweep_score"):
+            from nst_research.parts import build
+
+            score = build(cfg.sweep_score)
+            worst = score.worst()
         if cfg.get("resume"):
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
         check_before_loading(cfg)
@@ -152,7 +163,7 @@ def main(cfg: DictConfig) -> float:
             remove_unfinished_run_dir(hydra_dir)
             sys.exit(2 if isinstance(error, UserInputError) else 1)
         record_failed_job(cfg, str(error))
-        return math.inf
+        return worst
     except SystemExit as stop:  # Ctrl-C (Lightning exits with 1) or SIGTERM (Lightning's SIGTERMException)
         hint = ("a batched sweep cannot be resumed" if cfg.get("batch_sweep") else
                 f"continue it with python scripts/run.py resume={cfg.output_dir}")
@@ -164,7 +175,7 @@ def main(cfg: DictConfig) -> float:
         log.exception("job %s failed", job["job"])  # the traceback goes to the job's log file
         print(f"error: job {job['job']} failed: {type(error).__name__}: {error}", file=sys.stderr)
         record_failed_job(cfg, f"{type(error).__name__}: {error}")
-        return math.inf
+        return worst
     finally:
         if cfg.get("resume"):
             remove_unfinished_run_dir(hydra_dir)
@@ -172,7 +183,13 @@ def main(cfg: DictConfig) -> float:
 
     if rank_zero_only.rank == 0:  # under DDP every process returns here; one summary line
         print(f"result: {Path(cfg.output_dir) / results.result}  {task.summary(results)}")
-    return task.score(results)
+    if score is None:
+        return task.score(results)
+    try:
+        return score(results.to_dict())
+    except UserInputError as error:  # the run is kept; as a trial it counts as the worst
+        print(f"error: {error}", file=sys.stderr)
+        return worst
 
 
 def record_failed_job(cfg: DictConfig, error: str) -> None:

@@ -1,7 +1,8 @@
 """Compare the runs of a sweep: python scripts/compare.py [SWEEP_OR_RUN_DIR]
 
-Writes comparison.md, contact_sheet.png and curves.png into the directory (the latest
-multirun under outputs/multiruns when none is given) and prints the table.
+Writes comparison.md, contact_sheet.png, curves.png and, when the runs were judged, tradeoff.png into the
+directory (the latest multirun under outputs/multiruns when none is given) and prints the table with what
+it is ranked by.
 """
 
 import argparse
@@ -23,7 +24,8 @@ def main() -> None:
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"wrote {directory / 'comparison.md'}, {directory / 'contact_sheet.png'}, {directory / 'curves.png'}")
+    names = ["comparison.md", "contact_sheet.png", "curves.png", "tradeoff.png"]
+    print("wrote " + ", ".join(str(directory / name) for name in names if (directory / name).is_file()))
 
 
 if __name__ == "__main__":

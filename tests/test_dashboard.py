@@ -7,6 +7,7 @@ the code under test (which reads `--summary`), so a panel naming a key no run lo
 import contextlib
 import io
 import json
+import os
 import re
 import runpy
 import shutil
@@ -20,9 +21,11 @@ import pytest
 import wandb_workspaces.reports.v2 as wr
 import yaml
 from conftest import REPO
+from judged_runs import add_eval_blocks
 from wandb_workspaces.reports.v2 import interface
 
 from nst_research.tracking import dashboard as dash
+from nst_research.tracking.compare import label_lines
 
 DASHBOARD_SCRIPT = REPO / "scripts" / "dashboard.py"
 
@@ -139,10 +142,15 @@ def check_report(spec: dict[str, Any], sweep: Path, final: str, media: str) -> N
 
 @pytest.fixture(scope="module")
 def nst_sweep(run_cli, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sweep of the issue that starred the smallest style weight by its total loss, each run judged."""
     sweep = tmp_path_factory.mktemp("dashboard") / "sweep"
+    tests = str(Path(__file__).resolve().parent)
     done = run_cli("-m", "style_weight=1e4,1e6", "optimizer=lbfgs,adam", "image_size=32", "iterations=6",
-                   "save_every=3", f"hydra.sweep.dir={sweep}")
+                   "save_every=3", "+trainer.callbacks=[{_target_:judged_runs.JudgeAtEnd}]",
+                   f"hydra.sweep.dir={sweep}",
+                   env={"PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))})
     assert done.returncode == 0, done.stderr[-2000:]
+    add_eval_blocks(sweep)
     return sweep
 
 
@@ -153,17 +161,57 @@ def nst_dashboard(nst_sweep: Path) -> tuple[str, dict[str, Any], str]:
 
 def test_report_names_only_keys_the_runs_logged(nst_sweep, nst_dashboard):
     out, spec, _ = nst_dashboard
-    check_report(spec, nst_sweep, final="final/total", media="result")
+    check_report(spec, nst_sweep, final="eval/score", media="result")
     scatter = [p["config"] for p in panels(spec) if p["viewType"] == "Scatter Plot"]
-    assert [s["xAxis"] for s in scatter] == ["config:style_weight.value"]  # the one numeric swept key
+    # the judge's score against the one numeric swept key, and the trade-off
+    assert [(s["xAxis"], s["yAxis"]) for s in scatter] == [("config:style_weight.value", "summary:eval/score"),
+                                                          ("summary:eval/content", "summary:eval/style")]
+    (parallel,) = [p["config"] for p in panels(spec) if p["viewType"] == "Parallel Coordinates Plot"]
+    axes = [column["accessor"] for column in parallel["columns"]]
+    assert {"summary:eval/content", "summary:eval/style", "summary:eval/score"} <= set(axes)
+    assert "summary:final/total" not in axes  # monotone in style_weight by construction: not a result to read
     assert "the report was not uploaded" in out and "wandb login" in out
+
+
+def test_report_without_the_judge_has_no_tradeoff(nst_sweep):
+    """Runs that log no eval/* (judge=none): no trade-off panel, no eval axis, and no error."""
+    sweep = dash.load_sweep(nst_sweep)
+    for log in sweep.logs:
+        log.keys -= {key for key in log.keys if key.startswith("eval/")}
+    report, missing = dash.build_report(sweep, "someone", "nst-research")
+    metrics, _ = references(json.loads(dash.report_spec(report, offline=True)))
+    assert not any(key.startswith("eval/") for key in metrics)
+    assert {"eval/content", "eval/style", "eval/score"} <= set(missing)
+
+
+def test_page_ranks_by_the_judge_and_draws_the_tradeoff(nst_sweep, nst_dashboard):
+    """The runs' style weights differ: the star goes to the best judge's score, not to the smallest total loss,
+    and the trade-off plane has every run's point in its table colour."""
+    out, _, page = nst_dashboard
+    runs = dash.find_runs(nst_sweep)
+    scores = [run.results["eval"]["score"] for run in runs]
+    assert "Ranked by the judge&#x27;s score" in page and "objective.terms.style.weight" in page
+    assert "Ranked by the judge's score" in out  # the console says it too
+    (best,) = re.findall(r'<td class="num best">([^<]+)</td>', page)
+    assert best == dash.number(min(scores))
+    header = re.findall(r'<th class="num">([^<]+)</th>', page)
+    row = page.split('<tr class="run">')[1 + scores.index(min(scores))]
+    assert re.findall(r'<td class="num[^"]*">([^<]*)</td>', row)[header.index("eval score")] == best
+    plane = page[page.index("Trade-off"):]
+    plane = plane[plane.index("<svg"):plane.index("</svg>")]
+    for index, run in enumerate(runs):
+        point = plane[plane.index(f'id="run-{index}"'):]
+        assert dash.run_color(index) in point[:point.index("</g>")]  # the point, in the run's colour
+        assert label_lines(run.label, width=34)[0] in plane  # labelled by its settings
+    front = dash.on_front(runs)
+    assert front and page.count('class="pareto"') == len(front)
 
 
 def test_page_shows_every_run_with_its_image_and_curve(nst_dashboard):
     _, _, page = nst_dashboard
     assert page.count('<tr class="run">') == 4
     assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', page)) == 4
-    assert page.count("<svg") == 1 and page.count("completed</span>") == 4
+    assert page.count("<svg") == 2 and page.count("completed</span>") == 4  # the curves and the trade-off
     assert not re.search(r'(src|href)="(https?:|/)|<script|<link', page)  # self-contained: nothing to fetch
     for value in ("lbfgs", "adam", "10000.0", "1000000.0"):
         assert value in page

@@ -1,15 +1,21 @@
 """Compare the runs of a sweep from their directories alone (no W&B server needed).
 
-Each run directory holds `results.json`, `.hydra/overrides.yaml` and the local metric history
-`csv/metrics.csv`. `compare` writes into the sweep directory `comparison.md` (a row per run),
-`contact_sheet.png` (each run's result image, labelled by what differs) and `curves.png`
-(a headline curve per run, log scale), and returns the table.
+Each run directory holds `results.json`, `config.yaml`, `.hydra/overrides.yaml` and the local metric
+history `csv/metrics.csv`. `compare` writes into the sweep directory `comparison.md` (a row per run, and
+what the runs are ranked by), `contact_sheet.png` (each run's result image, labelled by what differs),
+`curves.png` (a headline curve per run, log scale) and, for judged runs, `tradeoff.png` (the judge's
+content against style distance, with the Pareto front), and returns the table.
+
+A run's total loss means something else when its objective differs (a larger `style_weight` makes a
+larger total for the same picture), so runs are ranked by total loss only where they all optimised one
+objective, and otherwise by the fixed judge's score (`eval.score` in results.json).
 """
 
 import csv
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +28,28 @@ from torchvision.utils import make_grid
 
 from nst_research.atomic import write_atomic
 from nst_research.errors import UserInputError
+from nst_research.tracking.results import lookup
 
+TOTAL = ("total loss", ("final_losses", "total"))
+SCORE = ("eval score", ("eval", "score"))
+# the judge's numbers of a run (results.json's "eval" block): lower is better, except SSIM (1 = the content's structure)
+EVAL_COLUMNS = [("eval content", ("eval", "content")), ("eval style", ("eval", "style")), SCORE,
+                ("SSIM", ("eval", "content_ssim"))]
 # task -> the numbers in its table row (column, path into results.json) and the curve it plots
 COLUMNS = {
-    "nst": [("total loss", ("final_losses", "total")), ("content", ("final_losses", "content")),
-            ("style", ("final_losses", "style"))],
+    "nst": [TOTAL, ("content loss", ("final_losses", "content")), ("style loss", ("final_losses", "style")),
+            *EVAL_COLUMNS],
     "gan": [("Frechet distance", ("frechet_distance", "final")), ("floor", ("frechet_distance", "floor"))],
 }
 CURVES = {"nst": "loss/total", "gan": "val/frechet_distance"}
+TRADEOFF = (("eval", "content"), ("eval", "style"))  # the trade-off plot's axes: content kept (x), style taken (y)
+# What a run's total loss depends on besides its picture: the objective (its terms with their weights, style loss
+# and layers), the feature network, the images and their size, colour preservation, the style's scale, and the
+# held-out photos of a feed-forward run. Runs that agree on all of these optimised one objective.
+OBJECTIVE_KEYS = ("objective", "model", "content", "style", "style_blend", "masks", "image_size", "preserve_color",
+                  "style_scale", "photos")
+PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+           "#9c755f", "#bab0ac"]  # Tableau 10: a run's colour in every table, curve and trade-off plot
 TILE = 192  # px, the long side of each contact-sheet image
 
 
@@ -39,10 +59,16 @@ class Run:
     results: dict[str, Any]
     overrides: list[str]
     label: str = ""
+    config: dict[str, Any] = field(default_factory=dict)  # its config.yaml ({} when it has none)
 
     @property
     def task(self) -> str:
         return self.results.get("task", "nst")
+
+
+def run_color(index: int) -> str:
+    """The colour of the `index`-th run, the same in every plot and on the page."""
+    return PALETTE[index % len(PALETTE)]
 
 
 def find_runs(path: Path) -> list[Run]:
@@ -57,7 +83,10 @@ def find_runs(path: Path) -> list[Run]:
     for directory in directories:
         overrides_file = directory / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-        runs.append(Run(directory, json.loads((directory / "results.json").read_text()), overrides or []))
+        config_file = directory / "config.yaml"
+        config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+        runs.append(Run(directory, json.loads((directory / "results.json").read_text()), overrides or [],
+                        config=config or {}))
     label_runs(runs)
     return runs
 
@@ -82,35 +111,197 @@ def swept_keys(runs: list[Run]) -> list[str]:
     return [k for k in keys if len({p.get(k) for p in parsed}) > 1] if len(runs) > 1 else keys
 
 
+def short(value: str) -> str:
+    """A number of more than 6 significant digits (an Optuna trial's 0.49501595537331966) to 4; anything else,
+    1000000.0 among them, as it is."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    digits = value.lower().split("e")[0].lstrip("+-").replace(".", "").strip("0")
+    return f"{number:.4g}" if len(digits) > 6 else value
+
+
 def label_runs(runs: list[Run]) -> None:
     """Label each run by the overrides whose values differ between the runs (all of them for one run)."""
     differing = swept_keys(runs)
     for run in runs:
         values = override_values(run)
-        run.label = ",".join(f"{k}={values[k]}" for k in differing if k in values) or run.directory.name
+        run.label = ",".join(f"{k}={short(values[k])}" for k in differing if k in values) or run.directory.name
 
 
-def lookup(results: dict[str, Any], path: tuple[str, ...]) -> Any:
-    for key in path:
-        results = results.get(key) if isinstance(results, dict) else None
-    return results
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, int | float) else "-"
 
 
-def table(runs: list[Run]) -> str:
-    """A Markdown table: one row per run with its label, status, headline numbers, steps and time."""
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; an empty dict stays a value."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """What the runs are ranked by (lower is better) and why: a column of the table and the W&B summary key
+    of the same number, or none of them when no number compares the runs."""
+
+    column: str | None
+    path: tuple[str, ...] | None
+    metric: str | None
+    reason: str
+
+
+def objective_differences(runs: list[Run]) -> list[str] | None:
+    """The settings of OBJECTIVE_KEYS (flattened config.yaml keys) whose values differ between the runs; None
+    when a run has no config.yaml to tell."""
+    if any(not run.config for run in runs):
+        return None
+    settings = [flatten({key: run.config.get(key) for key in OBJECTIVE_KEYS}) for run in runs]
+    keys = sorted(set().union(*settings))
+    return [k for k in keys if len({repr(s.get(k)) for s in settings}) > 1]
+
+
+def ranking(runs: list[Run]) -> Ranking:
+    """Total loss where every run optimised one objective (OBJECTIVE_KEYS agree); else the judge's score, which
+    measures every run alike; else nothing (runs with different objectives and no judge). GANs: the Frechet
+    distance, one metric for every run."""
+    if len(runs) < 2:
+        return Ranking(None, None, None, "One run: nothing to rank.")
+    if runs[0].task == "gan":
+        return Ranking("Frechet distance", ("frechet_distance", "final"), "val/frechet_distance",
+                       "Ranked by the final Frechet distance (lower is better), one metric for every run.")
+    differing = objective_differences(runs)
+    if differing == []:
+        return Ranking(*TOTAL, "final/total", "Ranked by total loss (lower is better): every run optimised the same "
+                       "objective (terms, weights, style loss, layers, network, images, size, colour, style scale).")
+    if differing is None:
+        why = "the runs' objectives are unknown (a run has no config.yaml)"
+    else:
+        shown = ", ".join(differing[:4]) + (f" and {len(differing) - 4} more" if len(differing) > 4 else "")
+        why = f"the runs' objectives differ ({shown})"
+    if any(finite(lookup(run.results, SCORE[1])) for run in runs):
+        return Ranking(*SCORE, "eval/score", f"Ranked by the judge's score ((content + style) / 2, lower is better): "
+                       f"{why}, so their total losses measure different things.")
+    return Ranking(None, None, None, f"Not ranked: {why}, so their total losses measure different things, and no "
+                   "run was judged (judge=none); compare the pictures.")
+
+
+def ranks(runs: list[Run], rank_by: Ranking) -> list[int | None]:
+    """Each run's place by `rank_by` (1 = best) among the completed runs with a finite value; None for the others,
+    and for every run when fewer than two can be ranked."""
+    values = {i: lookup(run.results, rank_by.path) for i, run in enumerate(runs)
+              if rank_by.path is not None and run.results.get("status") == "completed"}
+    ranked = sorted((i for i, v in values.items() if finite(v)), key=lambda i: values[i])
+    places = {i: place for place, i in enumerate(ranked, start=1)} if len(ranked) > 1 else {}
+    return [places.get(i) for i in range(len(runs))]
+
+
+def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
+    """The indices of the points that no other point beats, every axis minimised: a point is beaten by one that is
+    at most as large on every axis and smaller on one. Equal points are all on the front."""
+    def beats(q: Sequence[float], p: Sequence[float]) -> bool:
+        return all(b <= a for a, b in zip(p, q)) and any(b < a for a, b in zip(p, q))
+
+    return [i for i, p in enumerate(points) if not any(beats(q, p) for q in points)]
+
+
+def tradeoff_points(runs: list[Run]) -> dict[int, tuple[float, float]]:
+    """{run index: (eval content, eval style)} of the completed runs the judge scored."""
+    points = {}
+    for i, run in enumerate(runs):
+        x, y = (lookup(run.results, path) for path in TRADEOFF)
+        if run.results.get("status") == "completed" and finite(x) and finite(y):
+            points[i] = (float(x), float(y))
+    return points
+
+
+def on_front(runs: list[Run]) -> set[int]:
+    """The indices of the judged runs on the Pareto front of (eval content, eval style)."""
+    points = tradeoff_points(runs)
+    indices = list(points)
+    return {indices[i] for i in pareto_front(list(points.values()))}
+
+
+def tradeoff_figure(points: Sequence[tuple[float, float]], labels: Sequence[str], colors: Sequence[str],
+                    names: tuple[str, str] = ("eval/content (lower: more of the content kept)",
+                                              "eval/style (lower: nearer the style)"),
+                    size: tuple[float, float] = (7, 4.5), ids: Sequence[str] | None = None) -> Figure:
+    """The trade-off plane of two minimised numbers (by default the judge's content lost against style missed):
+    one point per run in its colour, labelled, and the Pareto front (`pareto_front`) as a step line through the
+    points no other beats on both axes. Better is lower left. `ids` name each point's SVG group."""
+    figure = Figure(figsize=size)  # no pyplot: no display or global state needed
+    axes = figure.subplots()
+    front = sorted(points[i] for i in pareto_front(points))
+    if len(front) > 1:
+        xs, ys = zip(*front)
+        axes.step(xs, ys, where="post", color="#66788a", linewidth=1.2, linestyle="--", zorder=1, label="Pareto front")
+    front_set = set(front)
+    for index, ((x, y), label, color) in enumerate(zip(points, labels, colors)):
+        axes.scatter([x], [y], s=60, color=color, zorder=2, edgecolors="#1f2933" if (x, y) in front_set else color,
+                     linewidths=1.2, gid=ids[index] if ids else None)
+        lines = label_lines(label, width=34)  # every other label below its point: neighbours overlap less
+        axes.annotate("\n".join(lines), (x, y), xytext=(6, 4 if index % 2 == 0 else -4 - 9 * len(lines)),
+                      textcoords="offset points", fontsize=7, color="#1f2933")
+    axes.set_xlabel(names[0])
+    axes.set_ylabel(names[1])
+    axes.grid(True, color="#e3e8ee", linewidth=0.8)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.margins(0.15)
+    if axes.lines:
+        axes.legend(fontsize=8, frameon=False, loc="upper right")
+    figure.tight_layout()
+    return figure
+
+
+def runs_tradeoff(runs: list[Run], size: tuple[float, float] = (7, 4.5)) -> Figure | None:
+    """The judged runs on the trade-off plane, each labelled and in its colour, its point the SVG group
+    `run-<index>`; None when no run was judged."""
+    points = tradeoff_points(runs)
+    if not points:
+        return None
+    return tradeoff_figure(list(points.values()), [runs[i].label for i in points], [run_color(i) for i in points],
+                           size=size, ids=[f"run-{i}" for i in points])
+
+
+def tradeoff(runs: list[Run], path: Path) -> bool:
+    """tradeoff.png of the judged runs; False, and no such file, when no run was judged."""
+    figure = runs_tradeoff(runs)
+    if figure is None:
+        path.unlink(missing_ok=True)  # an earlier comparison's plot would show other runs
+        return False
+    write_atomic(path, lambda f: figure.savefig(f, format="png", dpi=100))
+    return True
+
+
+def table(runs: list[Run], rank_by: Ranking | None = None) -> str:
+    """A Markdown table: one row per run with its label, status, place, headline numbers (the best of the ranked
+    one in bold with a star), whether it is on the Pareto front (judged style transfers), steps and time."""
+    rank_by = rank_by or ranking(runs)
     columns = COLUMNS.get(runs[0].task, COLUMNS["nst"])
-    header = ["run", "status", *(name for name, _ in columns), "steps", "time (s)"]
+    judged = runs[0].task != "gan"
+    places, front = ranks(runs, rank_by), on_front(runs)
+    header = ["run", "status", "rank", *(name for name, _ in columns), *(["Pareto"] if judged else []),
+              "steps", "time (s)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run in runs:
+    for index, run in enumerate(runs):
         steps = run.results.get("steps", run.results.get("generator_steps"))
-        cells = [f"`{run.label}`", str(run.results.get("status", "?")),
-                 *(number(lookup(run.results, path)) for _, path in columns),
-                 str(steps if steps is not None else "-"), number(run.results.get("wall_time_s"))]
-        lines.append("| " + " | ".join(cells) + " |")
+        cells = []
+        for name, path in columns:
+            cell = number(lookup(run.results, path))
+            cells.append(f"**{cell}** ★" if name == rank_by.column and places[index] == 1 else cell)
+        row = [f"`{run.label}`", str(run.results.get("status", "?")), str(places[index] or "-"), *cells,
+               *(["yes" if index in front else "-"] if judged else []),
+               str(steps if steps is not None else "-"), number(run.results.get("wall_time_s"))]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -168,10 +359,10 @@ def curves(runs: list[Run], path: Path) -> None:
     key = CURVES.get(runs[0].task, CURVES["nst"])
     figure = Figure(figsize=(7, 4.5))  # no pyplot: no display or global state needed
     axes = figure.subplots()
-    for run in runs:
+    for index, run in enumerate(runs):
         steps, values = history(run.directory, key)
         if values and all(v > 0 and math.isfinite(v) for v in values):
-            axes.plot(steps, values, label=run.label)
+            axes.plot(steps, values, label=run.label, color=run_color(index))
     axes.set_yscale("log")
     axes.set_xlabel("step")
     axes.set_ylabel(key)
@@ -182,10 +373,17 @@ def curves(runs: list[Run], path: Path) -> None:
 
 
 def compare(path: Path) -> str:
-    """Write comparison.md, contact_sheet.png and curves.png into `path`; return the table."""
+    """Write comparison.md, contact_sheet.png, curves.png and (judged runs) tradeoff.png into `path`; return the
+    table with what it is ranked by and why."""
     runs = find_runs(path)
-    markdown = table(runs)
-    write_atomic(path / "comparison.md", lambda f: f.write(f"# {path}\n\n{markdown}".encode()))
+    rank_by = ranking(runs)
+    markdown = f"{table(runs, rank_by)}\n{rank_by.reason}\n"
     contact_sheet(runs, path / "contact_sheet.png")
     curves(runs, path / "curves.png")
+    pictures = ["![contact sheet](contact_sheet.png)", "![curves](curves.png)"]
+    if tradeoff(runs, path / "tradeoff.png"):
+        pictures.insert(0, "![trade-off: the judge's content against style distance, the Pareto front dashed]"
+                           "(tradeoff.png)")
+    text = f"# {path}\n\n{markdown}\n" + "\n\n".join(pictures) + "\n"
+    write_atomic(path / "comparison.md", lambda f: f.write(text.encode()))
     return markdown

@@ -1,10 +1,12 @@
 """A dashboard for a sweep from one command: `dashboard.html` from the run directories, and a W&B Report.
 
 The page needs no server and no W&B account: one self-contained HTML file with the swept settings, a
-results table with each run's result image, and every run's headline curve. The report is the same
-comparison in W&B for the sweep's group (curves on the step axis grouped by each swept key, parallel
-coordinates, scatter plots, the result images, the results table, a run comparer), built with
-wandb-workspaces. Its spec is written to `wandb_report.json` always, and saved to W&B when logged in.
+results table with each run's result image, every run's headline curve and, for judged runs, the trade-off
+of the judge's content and style distances with its Pareto front. The report is the same comparison in W&B
+for the sweep's group (curves on the step axis grouped by each swept key, parallel coordinates, scatter
+plots, the trade-off, the result images, the results table, a run comparer), built with wandb-workspaces.
+Both rank the runs as compare.py does (`ranking`): by total loss where every run optimised one objective,
+else by the judge's score. Its spec is written to `wandb_report.json` always, and saved to W&B when logged in.
 Its panels name only keys that the runs' W&B logs contain (read back with `wandb leet inspect`).
 """
 
@@ -24,7 +26,7 @@ from typing import Any
 from unittest import mock
 
 import wandb_workspaces.reports.v2 as wr
-import yaml
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
@@ -32,7 +34,23 @@ from wandb_workspaces import expr
 from wandb_workspaces.reports.v2 import interface
 
 from nst_research.atomic import write_atomic
-from nst_research.tracking.compare import COLUMNS, CURVES, Run, find_runs, history, lookup, override_values, swept_keys
+from nst_research.tracking.compare import (
+    COLUMNS,
+    CURVES,
+    Ranking,
+    Run,
+    find_runs,
+    flatten,
+    history,
+    lookup,
+    on_front,
+    override_values,
+    ranking,
+    ranks,
+    run_color,
+    runs_tradeoff,
+    swept_keys,
+)
 from nst_research.tracking.loggers import wandb_mode
 
 
@@ -45,11 +63,15 @@ class ReportKeys:
     final: str  # the summary metric runs are ranked by (parallel coordinates, scatter plots)
     media: str  # the result image
     table: str  # the run's one-row results table
+    judge: tuple[str, ...] = ()  # the judge's summary metrics: content (x of the trade-off), style (its y), score
+
+
+JUDGE_KEYS = ("eval/content", "eval/style", "eval/score")
 
 
 REPORT_KEYS = {
     "nst": ReportKeys(step="trainer/global_step", curves=("loss/total", "loss/content", "loss/style", "loss/tv"),
-                      final="final/total", media="result", table="results"),
+                      final="final/total", media="result", table="results", judge=JUDGE_KEYS),
     "gan": ReportKeys(step="trainer/global_step", curves=("val/frechet_distance", "train/d_loss", "train/g_loss"),
                       final="val/frechet_distance", media="samples", table="results"),
 }
@@ -77,16 +99,7 @@ class Sweep:
     group: str | None  # the runs' W&B group
     swept: list[str]  # the override keys whose values differ between the runs
     skipped: list[Path]  # job directories without results.json
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    ranking: Ranking  # what the runs are ranked by, and why
 
 
 def wandb_directories(run_dir: Path) -> list[Path]:
@@ -120,8 +133,7 @@ def unfinished_jobs(path: Path) -> list[Path]:
 
 
 def run_group(run: Run) -> str | None:
-    path = run.directory / "config.yaml"
-    config = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+    config = run.config
     return (config.get("sweep") or {}).get("group") or ((config.get("logger") or {}).get("wandb") or {}).get("group")
 
 
@@ -131,7 +143,8 @@ def load_sweep(path: Path) -> Sweep:
     skipped = unfinished_jobs(path)
     groups = [g for g in map(run_group, runs) if g]
     return Sweep(directory=path, task=runs[0].task, runs=runs, logs=[read_wandb_log(run.directory) for run in runs],
-                 group=max(groups, key=groups.count) if groups else None, swept=swept_keys(runs), skipped=skipped)
+                 group=max(groups, key=groups.count) if groups else None, swept=swept_keys(runs), skipped=skipped,
+                 ranking=ranking(runs))
 
 
 def config_key(override: str, configs: list[dict[str, Any]]) -> str | None:
@@ -167,12 +180,14 @@ def build_report(sweep: Sweep, entity: str | None, project: str) -> tuple[wr.Rep
     Without `entity` the report asks the W&B API for the default entity (it needs a login)."""
     keys = REPORT_KEYS.get(sweep.task, REPORT_KEYS["nst"])
     logs = [log for log in sweep.logs if log is not None]
-    configs = [log.config for log in logs] or [flatten(yaml.safe_load((r.directory / "config.yaml").read_text()) or {})
-                                               for r in sweep.runs if (r.directory / "config.yaml").is_file()]
+    configs = [log.config for log in logs] or [flatten(r.config) for r in sweep.runs if r.config]
     available = set().union(*(log.keys | set(log.config) for log in logs)) if logs else None
-    wanted = [keys.step, *keys.curves, keys.final, keys.media, keys.table]
+    wanted = [keys.step, *keys.curves, keys.final, *keys.judge, keys.media, keys.table]
     missing = [key for key in wanted if available is not None and key not in available]
     settings = [k for k in (config_key(o, configs) for o in sweep.swept) if k is not None]
+    judged = [key for key in keys.judge if key not in missing]
+    ranked = sweep.ranking.metric  # the runs' ranking, where the logs hold its number
+    final = ranked if ranked in (keys.final, *judged) else keys.final
 
     report = wr.Report(project=project, title=f"Sweep {sweep.group or sweep.directory.name}",
                        description="Made by scripts/dashboard.py", **({"entity": entity} if entity else {}))
@@ -192,8 +207,15 @@ def build_report(sweep: Sweep, entity: str | None, project: str) -> tuple[wr.Rep
                               f"{sweep.directory}{group}; swept: {', '.join(sweep.swept) or 'nothing'}.")]
     if curves := curve_panels(keys, missing, settings):
         blocks += [wr.H2("Curves"), grid(curves)]
-    if keys.final not in missing and settings:
-        blocks += [wr.H2("Settings against the result"), grid(settings_panels(keys.final, settings, configs))]
+    if final not in missing and settings:
+        blocks += [wr.H2("Settings against the result"), wr.P(sweep.ranking.reason),
+                   grid(settings_panels(final, settings, configs, judged, keys.final))]
+    if keys.judge and set(keys.judge[:2]) <= set(judged):
+        x, y = keys.judge[:2]
+        blocks += [wr.H2("Trade-off"), wr.P("The judge's content distance (x) against its style distance (y), one "
+                                            "point per run: lower left is better."),
+                   grid([wr.ScatterPlot(title=f"trade-off: {x} against {y}", x=wr.SummaryMetric(x),
+                                        y=wr.SummaryMetric(y), layout=wr.Layout(w=12, h=8))])]
     blocks += [wr.H2("Results"), grid(result_panels(keys, missing))]
     report.blocks = blocks
     return report, missing
@@ -225,17 +247,22 @@ def curve_panels(keys: ReportKeys, missing: list[str], settings: list[str]) -> l
     return headline + [wr.LinePlot(title=key, x=step, y=[key], layout=wr.Layout(w=8, h=6)) for key in curves[1:]]
 
 
-def settings_panels(final: str, settings: list[str], configs: list[dict[str, Any]]) -> list[Any]:
-    """Parallel coordinates over the swept config keys and the final metric; a scatter for each numeric key."""
+def settings_panels(final: str, settings: list[str], configs: list[dict[str, Any]], judged: list[str],
+                    loss: str) -> list[Any]:
+    """Parallel coordinates over the swept config keys, the judge's numbers and the metric runs are ranked by
+    (`final`; the task's own `loss` only when that is what ranks them); a scatter of `final` against each numeric
+    key. The judge's numbers are relative distances near 0 to 1, on linear axes."""
     metric = wr.SummaryMetric(final)
     columns = [*(wr.ParallelCoordinatesPlotColumn(wr.Config(k)) for k in settings),
-               wr.ParallelCoordinatesPlotColumn(metric, log=True)]
-    panels: list[Any] = [wr.ParallelCoordinatesPlot(title=f"settings and {final}", columns=columns,
-                                                     layout=wr.Layout(w=24, h=8))]
+               *(wr.ParallelCoordinatesPlotColumn(wr.SummaryMetric(k)) for k in judged)]
+    if final not in judged:
+        columns.append(wr.ParallelCoordinatesPlotColumn(metric, log=final == loss))
+    panels: list[Any] = [wr.ParallelCoordinatesPlot(title=f"settings and {', '.join(dict.fromkeys([*judged, final]))}",
+                                                     columns=columns, layout=wr.Layout(w=24, h=8))]
     for k in settings:
         values = [c.get(k) for c in configs]
         if all(is_number(v) for v in values):
-            panels.append(wr.ScatterPlot(title=f"{final} against {k}", x=wr.Config(k), y=metric, log_y=True,
+            panels.append(wr.ScatterPlot(title=f"{final} against {k}", x=wr.Config(k), y=metric, log_y=final == loss,
                                          log_x=spans_decades(values), layout=wr.Layout(w=12, h=8)))
     return panels
 
@@ -273,9 +300,7 @@ def sync(sweep: Sweep) -> None:
 
 # --- the HTML page ----------------------------------------------------------------------------------------
 
-PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-           "#9c755f", "#bab0ac"]  # Tableau 10: a run's colour in the table and the curves
-THUMBNAIL = 200  # px, the long side of a result image in the table
+THUMBNAIL = 150  # px, the long side of a result image in the table
 
 STYLE = """
 :root { --ink: #1f2933; --muted: #66788a; --line: #e3e8ee; --panel: #ffffff; --bg: #f5f7fa; }
@@ -297,16 +322,21 @@ h2 { margin: 0 0 12px; font-size: 17px; }
         font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 .fixed { color: var(--muted); font-size: 13px; margin: 12px 0 0; }
 table { width: 100%; border-collapse: collapse; }
-th { text-align: left; font-size: 12px; text-transform: uppercase; letter-spacing: 0.04em; color: var(--muted);
-     font-weight: 600; padding: 6px 10px; border-bottom: 2px solid var(--line); }
-td { padding: 10px; border-bottom: 1px solid var(--line); vertical-align: middle; }
+th { text-align: left; font-size: 11px; text-transform: uppercase; letter-spacing: 0.02em; color: var(--muted);
+     font-weight: 600; padding: 6px 6px; border-bottom: 2px solid var(--line); }
+td { padding: 8px 6px; border-bottom: 1px solid var(--line); vertical-align: middle; }
+.wide { overflow-x: auto; }
 tr.run:hover td { background: #fafbfd; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; font-size: 14px; }
 td.best { font-weight: 700; }
 td.best::after { content: " \\2605"; color: #d4a017; }
 .label { display: flex; align-items: center; gap: 10px; }
 .dot { flex: none; width: 12px; height: 12px; border-radius: 50%; }
 .label .job { color: var(--muted); font-size: 12px; }
+.pareto { display: inline-block; margin-left: 8px; padding: 0 7px; border-radius: 999px; font-size: 11px;
+          font-weight: 600; background: #e6eef8; color: #2f5f8f; }
+.ranking { margin: 0 0 12px; }
 .label div div { font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 .status { display: inline-block; padding: 1px 9px; border-radius: 999px; font-size: 12px; font-weight: 600; }
 .status.completed { background: #e3f4e6; color: #1e7b34; }
@@ -361,7 +391,7 @@ def curves_svg(sweep: Sweep) -> str:
     for index, run in enumerate(sweep.runs):
         steps, values = history(run.directory, key)
         if values and all(v > 0 and math.isfinite(v) for v in values):
-            axes.plot(steps, values, color=PALETTE[index % len(PALETTE)], linewidth=1.8, label=run.label,
+            axes.plot(steps, values, color=run_color(index), linewidth=1.8, label=run.label,
                       marker="o" if len(values) < 12 else None, markersize=3)
     if not axes.lines:
         return f'<p class="note">No run logged {esc(key)} in csv/metrics.csv.</p>'
@@ -374,21 +404,29 @@ def curves_svg(sweep: Sweep) -> str:
     axes.spines[["top", "right"]].set_visible(False)
     axes.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
+    return inline_svg(figure)
+
+
+def inline_svg(figure: Figure) -> str:
+    """The figure as an <svg> element, its text kept as text (searchable and selectable, not outlines)."""
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
+    with rc_context({"svg.fonttype": "none"}):
+        figure.savefig(buffer, format="svg")
     svg = buffer.getvalue()
     return svg[svg.index("<svg"):]
 
 
-def best_value(sweep: Sweep, path: tuple[str, ...]) -> float | None:
-    values = [lookup(run.results, path) for run in sweep.runs if run.results.get("status") == "completed"]
-    numbers = [v for v in values if is_number(v) and math.isfinite(v)]
-    return min(numbers) if len(numbers) > 1 else None
+def tradeoff_svg(sweep: Sweep) -> str | None:
+    """The judged runs on the trade-off plane with the Pareto front (`runs_tradeoff`); None when none was judged."""
+    figure = runs_tradeoff(sweep.runs, size=(11, 4.4))
+    return None if figure is None else inline_svg(figure)
 
 
 def results_table(sweep: Sweep) -> str:
+    """One row per run: its settings in its colour, status, numbers (a star on the best of the ranked one), a mark
+    on the Pareto front of the judge's numbers, steps, time and result image."""
     columns = COLUMNS.get(sweep.task, COLUMNS["nst"])
-    best = best_value(sweep, columns[0][1])
+    places, front = ranks(sweep.runs, sweep.ranking), on_front(sweep.runs)
     header = "".join(f'<th class="num">{esc(name)}</th>' for name, _ in columns)
     rows = []
     for index, run in enumerate(sweep.runs):
@@ -397,15 +435,15 @@ def results_table(sweep: Sweep) -> str:
         status = str(run.results.get("status", "unknown"))
         error = run.results.get("error")
         cells = []
-        for position, (_, path) in enumerate(columns):
-            value = lookup(run.results, path)
-            marked = position == 0 and best is not None and value == best
-            cells.append(f'<td class="num{" best" if marked else ""}">{number(value)}</td>')
+        for name, path in columns:
+            marked = name == sweep.ranking.column and places[index] == 1
+            cells.append(f'<td class="num{" best" if marked else ""}">{number(lookup(run.results, path))}</td>')
+        pareto = '<span class="pareto" title="on the Pareto front">Pareto</span>' if index in front else ""
         steps = run.results.get("steps", run.results.get("generator_steps"))
         rows.append(
             f'<tr class="run"><td><div class="label"><span class="dot" '
-            f'style="background:{PALETTE[index % len(PALETTE)]}"></span><div>{settings or esc(run.label)}'
-            f'<span class="job">job {esc(run.directory.name)}</span></div></div></td>'
+            f'style="background:{run_color(index)}"></span><div>{settings or esc(run.label)}'
+            f'<span class="job">job {esc(run.directory.name)}</span>{pareto}</div></div></td>'
             f'<td><span class="status {esc(status)}">{esc(status)}</span>'
             + (f'<div class="error">{esc(error)}</div>' if error else "") + "</td>"
             + "".join(cells)
@@ -437,6 +475,11 @@ def dashboard_html(sweep: Sweep, offline_note: str, url: str | None = None) -> s
     skipped = (f'<p class="note">Skipped (no results.json): {esc(", ".join(p.name for p in sweep.skipped))}</p>'
                if sweep.skipped else "")
     curve = CURVES.get(sweep.task, CURVES["nst"])
+    tradeoff = tradeoff_svg(sweep)
+    plane = ("" if tradeoff is None else '<section><h2>Trade-off: the judge\'s content against style distance</h2>'
+             '<p class="note">One point per judged run in its colour; lower left is better. The dashed steps join '
+             'the Pareto front, the runs no other run beats on both axes (ringed; marked in the table).</p>'
+             f"<figure>{tradeoff}</figure></section>")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(sweep.directory.name)}: sweep dashboard</title><style>{STYLE}</style></head>
@@ -445,7 +488,9 @@ def dashboard_html(sweep: Sweep, offline_note: str, url: str | None = None) -> s
 <p class="meta">{len(sweep.runs)} runs ({esc(counts)}){group} · <code>{esc(sweep.directory.resolve())}</code></p>
 </header>
 <section><h2>Settings</h2>{settings_list(sweep)}</section>
-<section><h2>Results</h2>{results_table(sweep)}{skipped}</section>
+<section><h2>Results</h2><p class="ranking">{esc(sweep.ranking.reason)}</p>
+<div class="wide">{results_table(sweep)}</div>{skipped}</section>
+{plane}
 <section><h2>{esc(curve)}</h2><figure>{curves_svg(sweep)}</figure></section>
 <footer>Made by <code>python scripts/dashboard.py {esc(sweep.directory)}</code> from the run directories.
 {f'W&B report: <a href="{esc(url)}">{esc(url)}</a>' if url else esc(offline_note)}</footer>
@@ -470,6 +515,7 @@ def dashboard(path: Path, *, sync_runs: bool = False, entity: str | None = None,
     sweep = load_sweep(path)
     for directory in sweep.skipped:
         print(f"skipped {directory}: no results.json (the job did not finish)")
+    print(sweep.ranking.reason)
     project = (project or os.environ.get("WANDB_PROJECT")
                or next((log.project for log in sweep.logs if log and log.project), None) or "nst-research")
     entity = entity or os.environ.get("WANDB_ENTITY")

@@ -5,6 +5,7 @@ rest (`StyleTransferResults`, `GANResults`), so the file's contents are a declar
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,13 @@ def write_results(path: Path, results: RunResults | dict[str, Any]) -> None:
     record = results.to_dict() if isinstance(results, RunResults) else results
     text = json.dumps(record, indent=2, sort_keys=False) + "\n"
     write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def lookup(record: Any, path: Sequence[str]) -> Any:
+    """The value at `path` in a results.json record (`("eval", "content")`), or None where there is none."""
+    for key in path:
+        record = record.get(key) if isinstance(record, dict) else None
+    return record
 
 
 def read_results(path: Path) -> dict[str, Any]:

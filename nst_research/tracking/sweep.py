@@ -1,20 +1,28 @@
-"""Multirun bookkeeping: which jobs belong together, what differs between them, how many failed.
+"""Multirun bookkeeping: which jobs belong together, what differs between them, how many failed, and
+what a search optimises.
 
 Every job of a multirun gets a `sweep` entry in its config (the sweep's directory, its W&B
 group, the job's number and overrides); the W&B run is named after the overrides that differ
 from the sweep's fixed ones (`optimizer=adam,style_weight=1e5`) and grouped by sweep. At the
 end `MultirunSummary` counts the jobs' `results.json` statuses, says how many failed, and
-makes the multirun's exit status non-zero when any did.
+makes the multirun's exit status non-zero when any did. A search that optimises numbers of
+results.json other than the task's own score names them in a `sweep_score` node (`ResultFields`);
+a multi-objective search's `ParetoSet` writes the trials no other beats, and draws them.
 """
 
 import json
+import math
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nst_research.errors import UserInputError
+from nst_research.tracking.results import lookup
 
 
 def sweep_overrides(sweep_dir: Path) -> list[str] | None:
@@ -79,3 +87,72 @@ class MultirunSummary(Callback):
               f"(compare them: python scripts/compare.py {sweep_dir})")
         if failed:
             sys.exit(1)
+
+
+class ResultFields:
+    """What a sweeper optimises instead of the task's own score: numbers of the run's results.json named by their
+    dotted paths (`eval.content`), one per direction of the search (`hydra.sweeper.direction`), as one number for
+    one field and a list for several (what Hydra's Optuna sweeper takes). A run that did not complete scores +inf
+    on each, the worst a minimised objective can be."""
+
+    def __init__(self, fields: Sequence[str]):
+        if not fields:
+            raise UserInputError("sweep_score.fields names no field of results.json; give one per direction of "
+                                 "the search, e.g. sweep_score.fields=[eval.content,eval.style]")
+        self.fields = list(fields)
+
+    def numbers(self, results: Mapping[str, Any]) -> list[float] | None:
+        """The fields' values in `results` (NaN as +inf), or None when one is not a number."""
+        values = [lookup(results, field.split(".")) for field in self.fields]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            return None
+        return [math.inf if math.isnan(v) else float(v) for v in values]
+
+    def __call__(self, results: Mapping[str, Any]) -> float | list[float]:
+        if results.get("status") != "completed":
+            return self.worst()
+        values = self.numbers(results)
+        if values is None:
+            raise UserInputError(f"the search optimises {', '.join(self.fields)} (sweep_score.fields), but the run's "
+                                 "results.json has no number there (is the run judged? judge=none leaves out eval)")
+        return values[0] if len(values) == 1 else values
+
+    def worst(self) -> float | list[float]:
+        return math.inf if len(self.fields) == 1 else [math.inf] * len(self.fields)
+
+
+class ParetoSet(Callback):
+    """At the end of a multi-objective search: its Pareto set, the completed trials that no other trial beats on
+    every one of `fields` (each minimised), written to pareto.json in the sweep directory with each trial's job,
+    overrides and values; with two fields, also tradeoff.png: every completed trial in its colour, labelled by its
+    overrides, and the front as a step line."""
+
+    def __init__(self, fields: Sequence[str]):
+        self.score = ResultFields(fields)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from nst_research.atomic import write_atomic
+        from nst_research.tracking.compare import find_runs, pareto_front, run_color, tradeoff_figure
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            runs = find_runs(sweep_dir)
+        except UserInputError:  # no trial finished
+            return
+        trials = [(index, run, values) for index, run in enumerate(runs) if run.results.get("status") == "completed"
+                  and (values := self.score.numbers(run.results)) is not None]
+        points = [values for _, _, values in trials]
+        front = [trials[i] for i in pareto_front(points)]
+        record = {"fields": self.score.fields, "trials": len(runs), "front": [
+            {"job": run.directory.name, "overrides": run.overrides, "values": dict(zip(self.score.fields, values))}
+            for _, run, values in front]}
+        text = json.dumps(record, indent=2) + "\n"
+        write_atomic(sweep_dir / "pareto.json", lambda f: f.write(text.encode()))
+        drawn = ""
+        if len(self.score.fields) == 2 and points:
+            figure = tradeoff_figure([tuple(p) for p in points], [run.label for _, run, _ in trials],
+                                     [run_color(index) for index, _, _ in trials], names=tuple(self.score.fields))
+            write_atomic(sweep_dir / "tradeoff.png", lambda f: figure.savefig(f, format="png", dpi=100))
+            drawn = " and tradeoff.png"
+        print(f"Pareto set: {len(front)} of {len(runs)} trials beaten by none on {', '.join(self.score.fields)} "
+              f"(pareto.json{drawn} in {sweep_dir})")

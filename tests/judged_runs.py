@@ -1,0 +1,82 @@
+"""Judged style-transfer runs for the comparison tests, as the judge's contract has every run judged.
+
+`write_run` writes a run directory as task=nst lays it out (results.json with or without the judge's "eval"
+block, config.yaml, .hydra/overrides.yaml, csv/metrics.csv, result.png) with the numbers a test needs.
+
+`JudgeAtEnd` is a Lightning callback that the tests add to a run's trainer
+(`+trainer.callbacks=[{_target_:judged_runs.JudgeAtEnd}]`, with tests/ on PYTHONPATH): at the end of the fit
+it judges the run's image with the default judge (conf/judge/default.yaml), logs the numbers as `eval/<key>`
+at the final step to the run's loggers (CSV and W&B), and leaves them in `eval.json`; `add_eval_blocks` then
+puts them into each run's results.json as its "eval" block, with the judge's settings.
+"""
+
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import yaml
+from omegaconf import OmegaConf
+from PIL import Image
+
+from nst_research.parts import build
+
+JUDGE_NODE = Path(__file__).resolve().parents[1] / "conf" / "judge" / "default.yaml"
+JUDGED = "eval.json"
+
+
+class JudgeAtEnd(pl.Callback):
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        judge = build(OmegaConf.load(JUDGE_NODE))
+        styles = list(module.styles.as_dict().values())
+        masks = list(module.masks.as_dict().values()) if module.masks is not None else None
+        numbers = judge(module.image.detach(), module.content, styles, module.blend, masks)
+        for logger in trainer.loggers:
+            logger.log_metrics({f"eval/{key}": value for key, value in numbers.items()}, step=trainer.global_step)
+        (Path(trainer.default_root_dir) / JUDGED).write_text(json.dumps({"judge": judge.settings(), **numbers}))
+
+
+def add_eval_blocks(sweep: Path) -> None:
+    """Each job's eval.json into its results.json as the "eval" block."""
+    for judged in sweep.glob(f"*/{JUDGED}"):
+        results = json.loads((judged.parent / "results.json").read_text())
+        results["eval"] = json.loads(judged.read_text())
+        (judged.parent / "results.json").write_text(json.dumps(results, indent=2))
+
+
+OBJECTIVE = {"terms": {"content": {"_target_": "nst_research.nst.terms.ContentTerm", "weight": 1.0},
+                       "style": {"_target_": "nst_research.nst.terms.StyleTerm", "weight": 1e6,
+                                 "loss": {"_target_": "nst_research.nst.style_losses.GramStyleLoss"}}}}
+
+
+def write_run(directory: Path, overrides: list[str], total: float, judged: tuple[float, float] | None,
+              style_weight: float = 1e6, optimizer: str = "torch.optim.LBFGS", status: str = "completed") -> None:
+    """A run directory as task=nst writes it, with `judged` = (eval content, eval style) or no eval block."""
+    (directory / ".hydra").mkdir(parents=True)
+    (directory / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    objective = json.loads(json.dumps(OBJECTIVE))
+    objective["terms"]["style"]["weight"] = style_weight
+    config = {"task": "nst", "optimizer": {"_target_": optimizer}, "objective": objective, "content": "cat",
+              "style": "coffee", "image_size": 32, "style_weight": style_weight, "seed": 0}
+    (directory / "config.yaml").write_text(yaml.safe_dump(config))
+    results = {"status": status, "task": "nst", "wall_time_s": 1.0, "result": "result.png", "steps": 2,
+               "final_losses": {"total": total, "content": total / 2, "style": total / 2e6}}
+    if judged is not None:
+        content, style = judged
+        results["eval"] = {"judge": {"name": "vgg19_sliced_wasserstein"}, "content": content, "style": style,
+                           "score": (content + style) / 2, "color": 0.5, "content_ssim": 0.8,
+                           "content_raw": content, "style_raw": style, "color_raw": 0.5}
+    (directory / "results.json").write_text(json.dumps(results))
+    Image.new("RGB", (32, 24), (120, 90, 60)).save(directory / "result.png")
+    (directory / "csv").mkdir()
+    (directory / "csv" / "metrics.csv").write_text(f"loss/total,step\n{total * 3},1\n{total},2\n")
+
+
+def style_weight_sweep(root: Path, judged: bool = True) -> Path:
+    """Three runs at style_weight 1e4, 1e5, 1e6: the smallest weight has the smallest total loss, the judge's
+    score puts it last (its style is furthest), and each keeps more content or takes more style than the others
+    (all three on the Pareto front)."""
+    for job, (weight, total, point) in enumerate([(1e4, 20.0, (0.30, 0.95)), (1e5, 60.0, (0.45, 0.40)),
+                                                  (1e6, 160.0, (0.60, 0.30))]):
+        write_run(root / str(job), [f"style_weight={weight}", "image_size=32"], total, point if judged else None,
+                  style_weight=weight)
+    return root

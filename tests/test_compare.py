@@ -1,0 +1,109 @@
+"""compare.py's ranking rule, the Pareto front and the trade-off plot, on run directories written as real runs
+lay them out (judged_runs.write_run)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from judged_runs import style_weight_sweep, write_run
+from PIL import Image
+
+from nst_research.tracking.compare import compare, find_runs, pareto_front, ranking, run_color
+
+REPO = Path(__file__).resolve().parents[1]
+def rows(markdown: str) -> dict[str, list[str]]:
+    """{run label: its cells} of compare's table."""
+    lines = [line for line in markdown.splitlines() if line.startswith("| `")]
+    return {line.split("`")[1]: [cell.strip() for cell in line.split("|")[2:-1]] for line in lines}
+
+
+def test_runs_with_different_objectives_are_ranked_by_the_judge(tmp_path):
+    markdown = compare(style_weight_sweep(tmp_path))
+    table = rows(markdown)
+    header = [cell.strip() for cell in markdown.splitlines()[0].split("|")[2:-1]]
+    score, total, rank = header.index("eval score"), header.index("total loss"), header.index("rank")
+    assert table["style_weight=100000.0"][score] == "**0.425** ★"  # the judge's best, not the smallest total
+    assert "★" not in table["style_weight=10000.0"][total] and table["style_weight=10000.0"][rank] == "3"
+    assert [table[k][rank] for k in table] == ["3", "1", "2"]
+    assert "judge's score" in markdown and "objectives differ (objective.terms.style.weight)" in markdown
+
+
+def test_runs_of_one_objective_are_ranked_by_total_loss(tmp_path):
+    for job, (optimizer, total, point) in enumerate([("torch.optim.LBFGS", 57.4, (0.5, 0.3)),
+                                                     ("torch.optim.Adam", 80.0, (0.4, 0.2))]):
+        write_run(tmp_path / str(job), [f"optimizer={optimizer.rsplit('.', 1)[1].lower()}"], total, point,
+                  optimizer=optimizer)
+    markdown = compare(tmp_path)
+    table = rows(markdown)
+    header = [cell.strip() for cell in markdown.splitlines()[0].split("|")[2:-1]]
+    assert table["optimizer=lbfgs"][header.index("total loss")] == "**57.4** ★"
+    assert "★" not in table["optimizer=adam"][header.index("eval score")]  # the judge prefers adam; not the ranking
+    assert "Ranked by total loss" in markdown and "same objective" in markdown
+
+
+def test_different_objectives_without_a_judge_are_not_ranked(tmp_path):
+    markdown = compare(style_weight_sweep(tmp_path, judged=False))
+    assert "★" not in markdown and "Not ranked" in markdown and "judge=none" in markdown
+    assert not (tmp_path / "tradeoff.png").exists() and "tradeoff.png" not in (tmp_path / "comparison.md").read_text()
+
+
+def test_a_run_without_config_yaml_counts_as_a_different_objective(tmp_path):
+    style_weight_sweep(tmp_path)
+    (tmp_path / "0" / "config.yaml").unlink()
+    rank_by = ranking(find_runs(tmp_path))
+    assert rank_by.column == "eval score" and "no config.yaml" in rank_by.reason
+
+
+@pytest.mark.parametrize("points, front", [
+    ([(1, 5), (2, 2), (5, 1), (3, 3), (2, 6)], [0, 1, 2]),  # (3, 3) is beaten by (2, 2); (2, 6) by (1, 5)
+    ([(1, 1), (1, 1), (2, 2)], [0, 1]),  # equal points are both on the front
+    ([(1, 2), (1, 3)], [0]),  # as good on one axis and better on the other beats
+    ([(4, 4)], [0]),
+    ([], []),
+    ([(1, 2, 3), (2, 1, 3), (2, 2, 4)], [0, 1]),  # any number of axes
+])
+def test_pareto_front(points, front):
+    assert pareto_front(points) == front
+
+
+def test_tradeoff_plot_draws_every_judged_run_in_its_colour(tmp_path):
+    style_weight_sweep(tmp_path)
+    write_run(tmp_path / "3", ["style_weight=1e7", "image_size=32"], 500.0, None, style_weight=1e7)  # not judged
+    compare(tmp_path)
+    assert "![trade-off" in (tmp_path / "comparison.md").read_text()
+    with Image.open(tmp_path / "tradeoff.png") as plot:
+        colours = {colour for _, colour in plot.convert("RGB").getcolors(maxcolors=1 << 20)}
+    hexes = {"#%02x%02x%02x" % colour for colour in colours}
+    assert {run_color(i) for i in range(3)} <= hexes  # each judged run's marker, in its colour
+    assert run_color(3) not in hexes
+
+
+def test_failed_run_is_left_out_of_the_ranking_and_the_front(tmp_path):
+    style_weight_sweep(tmp_path)
+    write_run(tmp_path / "3", ["style_weight=1e7", "image_size=32"], 1.0, (0.01, 0.01), style_weight=1e7,
+              status="failed")
+    table = rows(compare(tmp_path))
+    assert table["style_weight=1e7"][1] == "-" and table["style_weight=1e7"][-3] == "-"  # rank, Pareto
+    assert table["style_weight=100000.0"][1] == "1" and table["style_weight=100000.0"][-3] == "yes"
+
+
+def test_compare_command_says_what_it_ranks_by(tmp_path):
+    style_weight_sweep(tmp_path)
+    done = subprocess.run([sys.executable, "scripts/compare.py", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Ranked by the judge's score" in done.stdout and str(tmp_path / "tradeoff.png") in done.stdout
+
+
+def test_gan_runs_are_ranked_by_the_frechet_distance_without_a_tradeoff(tmp_path):
+    """A GAN's Frechet distance is one metric for every run, whatever its loss or network; no judge, no plane."""
+    for job, (gan, distance) in enumerate([("fc", 80.0), ("dcgan", 42.3)]):
+        (tmp_path / str(job) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text(f"- task=gan\n- gan={gan}\n")
+        (tmp_path / str(job) / "results.json").write_text(json.dumps(
+            {"status": "completed", "task": "gan", "frechet_distance": {"final": distance, "floor": 5.0}}))
+    markdown = compare(tmp_path)
+    assert "| `gan=dcgan` | completed | 1 | **42.3** ★ |" in markdown and "Pareto" not in markdown
+    assert "Frechet distance" in markdown.splitlines()[-1] and not (tmp_path / "tradeoff.png").exists()
