@@ -215,11 +215,12 @@ class FeatureJudge(nn.Module):
 
     @torch.no_grad()
     def score(self, image: Tensor, reference: Reference) -> dict[str, float]:
-        """Every number of one image (1, 3, H, W) in [0, 1]: `content`, `style` and `color` relative to their
-        references, `score` their balance ((content + style) / 2, lower is better: 0.5 is the content or the
-        style image unchanged), the raw distances, and `content_ssim` (1 = the content's structure)."""
+        """Every number of one image (1, 3, H, W) in [0, 1], as a PNG keeps it (`as_saved`): `content`, `style`
+        and `color` relative to their references, `score` their balance ((content + style) / 2, lower is better:
+        0.5 is the content or the style image unchanged), the raw distances, and `content_ssim` (1 = the
+        content's structure)."""
         with torch.autocast(self.device.type, enabled=False):
-            image = self.fit(image)
+            image = self.fit(as_saved(image))
             if tuple(image.shape[-2:]) != reference.size:
                 image = F.interpolate(image, size=reference.size, mode="bicubic", antialias=True,
                                       align_corners=False).clamp(0, 1)
@@ -241,6 +242,12 @@ class FeatureJudge(nn.Module):
             content = F.interpolate(content, size=image.shape[-2:], mode="bicubic", antialias=True,
                                     align_corners=False).clamp(0, 1)
         return self.score(image, self.prepare(content, styles, blend, masks))
+
+
+def as_saved(image: Tensor) -> Tensor:
+    """The image as its PNG holds it: 8 bits a channel, made as `save_image` makes them (torchvision's
+    `to_pil_image`), so a run's numbers and those of its saved result.png agree."""
+    return (image.detach().clamp(0, 1) * 255).to(torch.uint8).to(image.dtype) / 255
 
 
 def unit_directions(channels: int, count: int, generator: torch.Generator) -> Tensor:
