@@ -6,13 +6,15 @@
     python scripts/bench.py --sections batched_sweep memory  # batched sweeps; Adam at 1024, 2048 px
     python scripts/bench.py --sections feedforward     # feed-forward networks: training and stylising
     python scripts/bench.py --sections startup         # the command line's answers; a run's start and end
+    python scripts/bench.py --sections judge           # what judging a run costs, at 128, 256 and 512 px
     python scripts/bench.py --quick                    # tiny sizes and few steps: checks that it works
 
 Sections: `nst` (style-transfer step time, framework vs a plain PyTorch loop), `time_to_quality`
 (steps and time for each candidate way to reach the default run's loss sooner), `gan` (GAN step time, framework
 vs a plain PyTorch loop) and, not in the defaults, `batched_sweep` (a batched sweep vs the same runs one after
 another), `memory` (peak memory of Adam at 1024 and 2048 px), `feedforward` (training steps per second of a
-feed-forward network at 128 and 256 px, and the time to stylise an image at 256, 512 and 1024 px) and `startup`
+feed-forward network at 128 and 256 px, and the time to stylise an image at 256, 512 and 1024 px), `judge` (the
+judge's reference and score against a default run's steps) and `startup`
 (the command line's quick answers, and where a run's time goes before its first step and after its last). CUDA
 rows appear when a GPU is present.
 """
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from nst_research.bench import batched, feedforward, gan, nst, startup
+from nst_research.bench import batched, feedforward, gan, judge, nst, startup
 from nst_research.bench.measure import format_table
 
 STEP_SECTIONS = {"nst": nst.run_section, "gan": gan.run_section, "memory": nst.memory_section,
@@ -39,10 +41,12 @@ OTHER_SECTIONS = [  # name in the JSON, title, section
                                       args.quality_budget)),
     ("batched_sweep", "batched sweep of 4 style weights (Adam) vs the same 4 runs one after another (wall time)",
      lambda args: batched.run_section(args.devices, args.quick)),
+    ("judge", "judge: building it, its reference and one score, against a default run's steps at the same size "
+     "(median of the rounds)", lambda args: judge.run_section(args.devices, args.quick)),
     ("startup", "start-up: the command line's answers, and a run's time before its first step and after its last "
      "(fresh processes, median of the rounds)", lambda args: startup.run_section(args.quick)),
 ]
-SECTIONS = [*STEP_SECTIONS, "time_to_quality", "batched_sweep", "startup"]
+SECTIONS = [*STEP_SECTIONS, "time_to_quality", "batched_sweep", "judge", "startup"]
 DEFAULT_SECTIONS = ["nst", "gan", "time_to_quality"]
 
 
