@@ -21,7 +21,7 @@ import pytest
 import wandb_workspaces.reports.v2 as wr
 import yaml
 from conftest import REPO
-from judged_runs import add_eval_blocks
+from judged_runs import add_eval_blocks, style_weight_sweep
 from wandb_workspaces.reports.v2 import interface
 
 from nst_research.tracking import dashboard as dash
@@ -182,6 +182,17 @@ def test_report_without_the_judge_has_no_tradeoff(nst_sweep):
     metrics, _ = references(json.loads(dash.report_spec(report, offline=True)))
     assert not any(key.startswith("eval/") for key in metrics)
     assert {"eval/content", "eval/style", "eval/score"} <= set(missing)
+
+
+@pytest.mark.parametrize("judged", [True, False])
+def test_report_of_runs_without_wandb_logs_names_eval_keys_only_for_judged_runs(tmp_path, judged):
+    """With no W&B log to read (logger=csv), the runs' results.json tell whether they were judged."""
+    sweep = dash.load_sweep(style_weight_sweep(tmp_path, judged=judged))
+    report, _ = dash.build_report(sweep, "someone", "nst-research")
+    spec = json.loads(dash.report_spec(report, offline=True))
+    scatter = [(p["config"]["xAxis"], p["config"]["yAxis"]) for p in panels(spec) if p["viewType"] == "Scatter Plot"]
+    assert (("summary:eval/content", "summary:eval/style") in scatter) is judged
+    assert any(key.startswith("eval/") for key in references(spec)[0]) is judged
 
 
 def test_page_ranks_by_the_judge_and_draws_the_tradeoff(nst_sweep, nst_dashboard):

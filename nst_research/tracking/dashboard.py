@@ -184,6 +184,8 @@ def build_report(sweep: Sweep, entity: str | None, project: str) -> tuple[wr.Rep
     available = set().union(*(log.keys | set(log.config) for log in logs)) if logs else None
     wanted = [keys.step, *keys.curves, keys.final, *keys.judge, keys.media, keys.table]
     missing = [key for key in wanted if available is not None and key not in available]
+    if available is None and not any(run.results.get("eval") for run in sweep.runs):  # no log to read: results.json
+        missing += keys.judge
     settings = [k for k in (config_key(o, configs) for o in sweep.swept) if k is not None]
     judged = [key for key in keys.judge if key not in missing]
     ranked = sweep.ranking.metric  # the runs' ranking, where the logs hold its number
