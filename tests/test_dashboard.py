@@ -7,7 +7,6 @@ the code under test (which reads `--summary`), so a panel naming a key no run lo
 import contextlib
 import io
 import json
-import os
 import re
 import runpy
 import shutil
@@ -21,7 +20,7 @@ import pytest
 import wandb_workspaces.reports.v2 as wr
 import yaml
 from conftest import REPO
-from judged_runs import add_eval_blocks, style_weight_sweep
+from judged_runs import style_weight_sweep
 from wandb_workspaces.reports.v2 import interface
 
 from nst_research.tracking import dashboard as dash
@@ -144,13 +143,9 @@ def check_report(spec: dict[str, Any], sweep: Path, final: str, media: str) -> N
 def nst_sweep(run_cli, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sweep of the issue that starred the smallest style weight by its total loss, each run judged."""
     sweep = tmp_path_factory.mktemp("dashboard") / "sweep"
-    tests = str(Path(__file__).resolve().parent)
     done = run_cli("-m", "style_weight=1e4,1e6", "optimizer=lbfgs,adam", "image_size=32", "iterations=6",
-                   "save_every=3", "+trainer.callbacks=[{_target_:judged_runs.JudgeAtEnd}]",
-                   f"hydra.sweep.dir={sweep}",
-                   env={"PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))})
+                   "save_every=3", f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, done.stderr[-2000:]
-    add_eval_blocks(sweep)
     return sweep
 
 
