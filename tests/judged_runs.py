@@ -5,6 +5,7 @@ block, config.yaml, .hydra/overrides.yaml, csv/metrics.csv, result.png) with the
 """
 
 import json
+import math
 from pathlib import Path
 
 import yaml
@@ -30,7 +31,7 @@ def write_run(directory: Path, overrides: list[str], total: float, judged: tuple
     if judged is not None:
         content, style = judged
         results["eval"] = {"judge": {"name": "vgg19_sliced_wasserstein"}, "content": content, "style": style,
-                           "score": (content + style) / 2, "color": 0.5, "content_ssim": 0.8,
+                           "score": math.hypot(content, style), "color": 0.5, "content_ssim": 0.8,
                            "content_raw": content, "style_raw": style, "color_raw": 0.5}
     (directory / "results.json").write_text(json.dumps(results))
     Image.new("RGB", (32, 24), (120, 90, 60)).save(directory / "result.png")

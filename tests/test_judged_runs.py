@@ -3,6 +3,7 @@ depend on the run's objective."""
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -32,7 +33,7 @@ def test_results_json_holds_the_judges_numbers_for_the_result_and_each_scale(jud
     saved = json.loads((run_dir / "results.json").read_text())
     assert saved["eval"]["judge"] == build_judge(cfg).settings()
     assert set(saved["eval"]) == SCORE_KEYS | {"judge"}
-    assert saved["eval"]["score"] == pytest.approx((saved["eval"]["content"] + saved["eval"]["style"]) / 2)
+    assert saved["eval"]["score"] == pytest.approx(math.hypot(saved["eval"]["content"], saved["eval"]["style"]))
     assert [set(scale["eval"]) for scale in saved["scales"]] == [SCORE_KEYS, SCORE_KEYS]
     assert {k: v for k, v in saved["eval"].items() if k != "judge"} == saved["scales"][-1]["eval"]
     assert saved["scales"][0]["eval"] != saved["scales"][1]["eval"]  # each scale's own end image

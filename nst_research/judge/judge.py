@@ -20,6 +20,7 @@ about content 1 and style 0. A VGG-based judge favours VGG-based objectives: com
 look at the pictures.
 """
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -216,8 +217,9 @@ class FeatureJudge(nn.Module):
     @torch.no_grad()
     def score(self, image: Tensor, reference: Reference) -> dict[str, float]:
         """Every number of one image (1, 3, H, W) in [0, 1], as a PNG keeps it (`as_saved`): `content`, `style`
-        and `color` relative to their references, `score` their balance ((content + style) / 2, lower is better:
-        0.5 is the content or the style image unchanged), the raw distances, and `content_ssim` (1 = the
+        and `color` relative to their references, `score` the distance from the ideal corner (hypot(content,
+        style), lower is better: 1 is the content or the style image unchanged, and only an image that keeps
+        content and takes style in balance scores below both), the raw distances, and `content_ssim` (1 = the
         content's structure)."""
         with torch.autocast(self.device.type, enabled=False):
             image = self.fit(as_saved(image))
@@ -232,7 +234,7 @@ class FeatureJudge(nn.Module):
         relative = {key: raw[f"{key}_raw"] / scale if scale > 1e-12 else float("nan")
                     for key, scale in reference.scales.items()}
         return {"content": relative["content"], "style": relative["style"],
-                "score": (relative["content"] + relative["style"]) / 2, "color": relative["color"],
+                "score": math.hypot(relative["content"], relative["style"]), "color": relative["color"],
                 "content_ssim": float(ssim), **raw}
 
     def forward(self, image: Tensor, content: Tensor, styles: Sequence[Tensor], blend: Sequence[float] | None = None,

@@ -189,7 +189,7 @@ def ranking(runs: list[Run]) -> Ranking:
         shown = ", ".join(differing[:4]) + (f" and {len(differing) - 4} more" if len(differing) > 4 else "")
         why = f"the runs' objectives differ ({shown})"
     if any(finite(lookup(run.results, SCORE[1])) for run in runs):
-        return Ranking(*SCORE, "eval/score", f"Ranked by the judge's score ((content + style) / 2, lower is better): "
+        return Ranking(*SCORE, "eval/score", f"Ranked by the judge's score (hypot(content, style), lower is better): "
                        f"{why}, so their total losses measure different things.")
     return Ranking(None, None, None, f"Not ranked: {why}, so their total losses measure different things, and no "
                    "run was judged (judge=none); compare the pictures.")
