@@ -251,7 +251,7 @@ def judge_plane(run_dir: Path, out: Path, steps: list[int], device: str) -> dict
     cfg = run_config(run_dir)
     checkpoints = history(run_dir)
     judge = judge_of(cfg).to(device)
-    _, styles, blend = load_styles(cfg)
+    names, styles, blend = load_styles(cfg)
     objective = build_objective(cfg).to(device)
     objective.set_styles([style.to(device) for style in styles], blend)
     paths = held_out(cfg, out / "content")
@@ -267,7 +267,8 @@ def judge_plane(run_dir: Path, out: Path, steps: list[int], device: str) -> dict
     lbfgs = [{"step": k, **judged(judge, references, objective, contents,
                                   {name: load_image(runs[name][k]["image"]) for name in contents})}
              for k in sorted(set(steps))]
-    report = {"run": str(run_dir), "judge": judge.settings(), "images": list(paths),
+    report = {"run": str(run_dir), "style": names, "image_size": cfg.photos.val_size or cfg.image_size,
+              "judge": judge.settings(), "images": list(paths),
               "photo": judged(judge, references, objective, contents, contents),
               "network": network_points, "lbfgs": lbfgs}
     write_atomic(out / "plane.json", lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
@@ -307,7 +308,8 @@ def plane_figure(report: dict[str, Any], path: Path) -> None:
     axes.plot([photo[x]], [photo[y]], "*", color="black", markersize=12, label="the photo")
     axes.set_xlabel(f"eval/{x} (0: the photo's content)")
     axes.set_ylabel(f"eval/{y} (1: the photo's style)")
-    axes.set_title(f"judge's plane: {report['run']}", fontsize=9)
+    axes.set_title(f"style {', '.join(map(str, report['style']))}, {report['image_size']} px: the mean of "
+                   f"{len(report['images'])} held-out photos", fontsize=9)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
