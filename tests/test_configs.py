@@ -23,7 +23,10 @@ GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and any(p.glob(
 OPTIONS = [(group, p.stem) for group in GROUPS for p in sorted((CONF_DIR / group).glob("*.yaml"))]
 NEEDS_NETWORK = {"vgg16_torchvision", "vgg19_torchvision"}
 # groups that only one task's defaults list contains
-TASK_OF_GROUP = {"gan": "gan", "data": "gan", "network": "feedforward", "photos": "feedforward"}
+TASK_OF_GROUP = {"gan": "gan", "data": "gan", "network": "feedforward", "photos": "feedforward",
+                 "callbacks": "feedforward"}
+# groups in no defaults list: an option is added with +
+ADDED_GROUPS = {"callbacks"}
 
 
 def test_config_groups_found():
@@ -63,7 +66,7 @@ def test_every_option_composes(compose_cfg, group, option):
         cfg = compose_cfg([f"+term@objective.terms.added={option}"])
         assert callable(get_object(cfg.objective.terms.added._target_))
         return
-    cfg = compose_cfg([*task, f"{group}={option}"])
+    cfg = compose_cfg([*task, f"{'+' if group in ADDED_GROUPS else ''}{group}={option}"])
     node = cfg.get(group)
     if group == "task":  # a global package: it sets `task` to its own name, plus that task's keys
         assert node == option

@@ -8,14 +8,21 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
-from nst_research.feedforward.comparison import main
+from nst_research.feedforward.checkpoint import load_network
+from nst_research.feedforward.comparison import judge_of, main
+from nst_research.feedforward.task import load_styles
 from nst_research.feedforward.task import run as run_feedforward
+from nst_research.nst.images import load_image
 from nst_research.tracking.compare import TILE
 
+# +callbacks=history keeps the network of each validation (steps 2 and 4) for the judge's plane
 TINY = ["task=feedforward", "image_size=32", "layers=shallow", "network.width=4", "network.blocks=1",
-        "photos.batch_size=2", "optimizer.lr=3e-3", "trainer.max_steps=4", "logger=none"]
+        "photos.batch_size=2", "optimizer.lr=3e-3", "trainer.max_steps=4", "trainer.val_check_interval=2",
+        "+callbacks=history", "logger=none"]
 STEPS = [2, 4]
 
 
@@ -32,6 +39,15 @@ def comparison(compose_at, tmp_path_factory):
     with contextlib.redirect_stdout(stdout):
         assert main([str(root / "run"), "--steps", *map(str, STEPS), "--out", str(root / "out")]) == 0
     return root / "out", stdout.getvalue()
+
+
+@pytest.fixture(scope="module")
+def plane(comparison):
+    out = comparison[0].parent / "plane"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main([str(out.parent / "run"), "--plane", "--steps", *map(str, STEPS), "--out", str(out)]) == 0
+    return out, stdout.getvalue()
 
 
 def test_both_methods_are_scored_by_the_same_objective(comparison):
@@ -78,6 +94,35 @@ def test_table_and_contact_sheet(comparison):
     sheet = Image.open(out / "contact_sheet.png")
     columns, rows = 2 + len(STEPS), 2  # content, network, L-BFGS at each count; one row per image
     assert sheet.size == (columns * (TILE + 4) + 4, rows * (TILE + 28 + 4) + 4)
+
+
+def test_plane_judges_every_kept_network_against_its_photo(comparison, plane):
+    """A point per kept checkpoint (history, by step), the photos at content 0 and style 1, L-BFGS at each count; each
+    point's numbers are the judge's for each held-out image against its own photo and the run's style, averaged, and
+    its loss is the run's own objective (the photos' loss is the comparison's `content (start)`)."""
+    out, stdout = plane
+    run_dir = out.parent / "run"
+    report = json.loads((out / "plane.json").read_text())
+    assert [p["step"] for p in report["network"]] == [2, 4] and [p["step"] for p in report["lbfgs"]] == STEPS
+    assert report["photo"]["content"] == pytest.approx(0, abs=1e-6)
+    assert report["photo"]["style"] == pytest.approx(1, abs=1e-6)
+    assert report["photo"]["content_ssim"] == pytest.approx(1, abs=1e-4)
+    rows = json.loads((comparison[0] / "comparison.json").read_text())["images"]
+    assert report["photo"]["loss"] == pytest.approx(sum(row["content_loss"] for row in rows) / 2, rel=1e-4)
+    assert report["lbfgs"][-1]["loss"] < report["photo"]["loss"]
+
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    judge, (_, styles, blend) = judge_of(cfg), load_styles(cfg)
+    network = load_network(run_dir / "checkpoints" / "history" / "step_000002.ckpt")
+    expected = []
+    for name in report["images"]:
+        photo = load_image(str(out / "content" / f"{name}.png"))
+        with torch.no_grad():
+            expected.append(judge(network(photo), photo, styles, blend))
+    for key in ("content", "style", "content_ssim"):
+        assert report["network"][0][key] == pytest.approx(sum(e[key] for e in expected) / 2, rel=1e-5)
+    assert (out / "plane.md").read_text() in stdout
+    assert Image.open(out / "plane.png").size == (650, 500)
 
 
 @pytest.mark.parametrize("config, message", [

@@ -18,6 +18,16 @@ images is left out, as the network's loading is.
 Writes into `out`: comparison.json, comparison.md (the table), contact_sheet.png (per image: the content,
 the network's output and L-BFGS's at each step count), the held-out images as content/<name>.png, and one
 task=nst run directory per image under optimization/<name>/.
+
+    python scripts/feedforward_vs_optimization.py <feedforward run dir> --plane [--steps 50 100 200] [--out DIR]
+
+The judge's plane instead (`judge_plane`): how the network's held-out outputs move as it trains. Each
+checkpoint of the run (checkpoints/history/, kept with `+callbacks=history`, and last.ckpt) stylises the
+held-out images; the judge (the run's `judge` node, else conf/judge/default.yaml) scores each output against
+its photo and the run's style, and a point is the mean over the images of eval/content and eval/style. The
+photos themselves (content 0, style 1) and L-BFGS after each of `steps` are the references. Each point also
+carries the mean total loss under the run's own objective, so the table says when the network beats the photo.
+Writes plane.json, plane.md and plane.png (eval/content against eval/style) into `out`.
 """
 
 import argparse
@@ -29,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from PIL import ImageFont
 from torch import Tensor, nn
@@ -42,7 +53,7 @@ from nst_research.errors import UserInputError
 from nst_research.feedforward.checkpoint import checkpoint_file, load_network
 from nst_research.feedforward.data import PhotoDataModule
 from nst_research.feedforward.task import load_styles
-from nst_research.judge.judge import FeatureJudge
+from nst_research.judge.judge import FeatureJudge, Reference
 from nst_research.nst.images import load_image, save_image
 from nst_research.nst.objective import StyleTransferObjective
 from nst_research.nst.task import build_objective
@@ -54,6 +65,9 @@ SHARED_NODES = ("model", "layers", "objective", "style_loss")
 SHARED_VALUES = ("style", "style_blend", "content_weight", "style_weight", "tv_weight", "gram_normalization",
                  "normalize_gradients", "content_reduction", "max_megapixels", "seed")
 REPEATS, WARMUP = 10, 2
+# The judge's numbers on the plane's table, and the plane's axes (x, y)
+EVAL_KEYS = ("content", "style", "score", "color", "content_ssim")
+AXES = ("content", "style")
 
 
 def run_config(run_dir: Path) -> DictConfig:
@@ -220,6 +234,99 @@ def contact_sheet(report: dict[str, Any], path: Path) -> None:
     grid = make_grid(tiles, nrow=2 + len(report["steps"]), padding=4, pad_value=1.0)
     write_atomic(path, lambda f: TF.to_pil_image(grid).save(f, format="PNG"))
 
+def history(run_dir: Path) -> list[tuple[int, Path]]:
+    """The run's checkpoints as (step, file), by step: checkpoints/history/*.ckpt and last.ckpt, one per step."""
+    files = sorted((run_dir / "checkpoints" / "history").glob("*.ckpt")) + [run_dir / "checkpoints" / "last.ckpt"]
+    steps = {}
+    for path in files:
+        if path.is_file():
+            steps.setdefault(torch.load(path, map_location="cpu", weights_only=True).get("global_step", 0), path)
+    return sorted(steps.items())
+
+
+@torch.no_grad()
+def judged(judge: FeatureJudge, references: dict[str, Reference], objective: StyleTransferObjective,
+           contents: dict[str, Tensor], images: dict[str, Tensor]) -> dict[str, float]:
+    """The mean over the held-out images of the judge's numbers and of the total loss under the run's objective
+    (`loss`) for `images` (name -> the image made from that held-out photo)."""
+    rows = [{**judge.score(images[name], references[name]),
+             "loss": losses_of(objective, contents[name], images[name].to(contents[name].device))["total"]}
+            for name in contents]
+    return {key: statistics.mean(row[key] for row in rows) for key in (*EVAL_KEYS, "loss")}
+
+
+def judge_plane(run_dir: Path, out: Path, steps: list[int], device: str) -> dict[str, Any]:
+    """The judge's plane of a feed-forward run: the photos, the network at each checkpoint and L-BFGS after each
+    of `steps`, each the mean over the held-out images; writes plane.json, plane.md and plane.png into `out`."""
+    if not steps or min(steps) < 2:
+        raise UserInputError(f"--steps {steps}: give step counts >= 2, e.g. --steps 50 100 200")
+    cfg = run_config(run_dir)
+    checkpoints = history(run_dir)
+    judge = build_run_judge(cfg).to(device)
+    names, styles, blend = load_styles(cfg)
+    objective = build_objective(cfg).to(device)
+    objective.set_styles([style.to(device) for style in styles], blend)
+    paths = held_out(cfg, out / "content")
+    contents = {name: load_image(str(path)).to(device) for name, path in paths.items()}
+    references = {name: judge.prepare(content, styles, blend) for name, content in contents.items()}
+    network_points = []
+    for step, path in checkpoints:
+        network = load_network(path).to(device)
+        point = judged(judge, references, objective, contents, {n: network(c) for n, c in contents.items()})
+        network_points.append({"step": step, "checkpoint": str(path), **point})
+    runs = {name: optimize(cfg, path, sorted(set(steps)), out / "optimization" / name, device)
+            for name, path in paths.items()}
+    lbfgs = [{"step": k, **judged(judge, references, objective, contents,
+                                  {name: load_image(runs[name][k]["image"]) for name in contents})}
+             for k in sorted(set(steps))]
+    report = {"run": str(run_dir), "style": names, "image_size": cfg.photos.val_size or cfg.image_size,
+              "judge": judge.settings(), "images": list(paths),
+              "photo": judged(judge, references, objective, contents, contents),
+              "network": network_points, "lbfgs": lbfgs}
+    write_atomic(out / "plane.json", lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
+    write_atomic(out / "plane.md", lambda f: f.write(plane_table(report).encode()))
+    plane_figure(report, out / "plane.png")
+    return report
+
+
+def plane_table(report: dict[str, Any]) -> str:
+    """One row per point of the plane: the photo, the network at each step, L-BFGS at each step count."""
+    header = ["image", *(f"eval/{key}" for key in EVAL_KEYS), "loss (own objective)"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    rows = [("photo", report["photo"]), *((f"network, step {p['step']}", p) for p in report["network"]),
+            *((f"L-BFGS, {p['step']} steps", p) for p in report["lbfgs"])]
+    for label, point in rows:
+        lines.append("| " + " | ".join([label, *(f"{point[key]:.4g}" for key in (*EVAL_KEYS, "loss"))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plane_figure(report: dict[str, Any], path: Path) -> None:
+    """eval/content (x) against eval/style (y): the network's path over its checkpoints, labelled by step, the
+    photo's point and L-BFGS's; lower is better on both axes."""
+    x, y = AXES
+    figure = Figure(figsize=(6.5, 5))  # no pyplot: no display or global state needed
+    axes = figure.subplots()
+    network = report["network"]
+    axes.plot([p[x] for p in network], [p[y] for p in network], "o-", color="tab:blue", label="network (by step)")
+    for point in network:
+        axes.annotate(str(point["step"]), (point[x], point[y]), textcoords="offset points", xytext=(4, 4),
+                      fontsize=8, color="tab:blue")
+    lbfgs = report["lbfgs"]
+    axes.plot([p[x] for p in lbfgs], [p[y] for p in lbfgs], "s--", color="tab:orange", label="L-BFGS (by steps)")
+    for point in lbfgs:
+        axes.annotate(str(point["step"]), (point[x], point[y]), textcoords="offset points", xytext=(4, -10),
+                      fontsize=8, color="tab:orange")
+    photo = report["photo"]
+    axes.plot([photo[x]], [photo[y]], "*", color="black", markersize=12, label="the photo")
+    axes.set_xlabel(f"eval/{x} (0: the photo's content)")
+    axes.set_ylabel(f"eval/{y} (1: the photo's style)")
+    axes.set_title(f"style {', '.join(map(str, report['style']))}, {report['image_size']} px: the mean of "
+                   f"{len(report['images'])} held-out photos", fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    write_atomic(path, lambda f: figure.savefig(f, format="png", dpi=100))
+
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: run the comparison, print the table; bad input is one `error:` line and exit status 2."""
@@ -232,13 +339,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="output folder (default: outputs/feedforward_vs_optimization)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="where both methods run (default: cuda if available, else cpu)")
+    parser.add_argument("--plane", action="store_true",
+                        help="the judge's plane over the run's checkpoints, not the table (plane.png, .md, .json)")
     args = parser.parse_args(argv)
+    names = ("plane.md", "plane.json", "plane.png") if args.plane else ("comparison.md", "comparison.json",
+                                                                        "contact_sheet.png")
     try:
-        compare(args.run_dir, args.out, args.steps, args.device)
+        (judge_plane if args.plane else compare)(args.run_dir, args.out, args.steps, args.device)
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print((args.out / "comparison.md").read_text(), end="")
-    print(f"wrote {args.out / 'comparison.md'}, {args.out / 'comparison.json'}, {args.out / 'contact_sheet.png'}")
+    print((args.out / names[0]).read_text(), end="")
+    print("wrote " + ", ".join(str(args.out / name) for name in names))
     return 0
 
