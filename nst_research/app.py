@@ -9,6 +9,7 @@ exits 1. Only Hydra and OmegaConf are imported before the command line is parsed
 Lightning load with the task.
 """
 
+import contextlib
 import gc
 import importlib
 import importlib.util
@@ -27,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nst_research.errors import RunDiverged, UserInputError
+from nst_research.tracking.runlock import LOCK_FILE, RunBusy, RunLock
 from nst_research.tracking.sweep import sweep_job, with_sweep_job
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -83,6 +85,7 @@ def remove_unfinished_run_dir(output_dir: Path) -> None:
     if hydra_cfg.output_subdir:
         shutil.rmtree(output_dir / hydra_cfg.output_subdir, ignore_errors=True)
     (output_dir / f"{hydra_cfg.job.name}.log").unlink(missing_ok=True)
+    (output_dir / LOCK_FILE).unlink(missing_ok=True)
     if output_dir.is_dir() and not any(output_dir.iterdir()):
         output_dir.rmdir()
 
@@ -145,8 +148,9 @@ def main(cfg: DictConfig) -> float:
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
         check_before_loading(cfg)
         task = task_module(cfg.task)
-        results = task.run(cfg)
-    except (UserInputError, RunDiverged) as error:
+        with run_lock(Path(cfg.output_dir)):
+            results = task.run(cfg)
+    except (UserInputError, RunDiverged, RunBusy) as error:
         print(f"error: {error}", file=sys.stderr)
         if job is None:
             remove_unfinished_run_dir(hydra_dir)
@@ -173,6 +177,14 @@ def main(cfg: DictConfig) -> float:
     if rank_zero_only.rank == 0:  # under DDP every process returns here; one summary line
         print(f"result: {Path(cfg.output_dir) / results.result}  {task.summary(results)}")
     return task.score(results)
+
+
+def run_lock(output_dir: Path) -> RunLock | contextlib.nullcontext:
+    """The run directory's lock, taken by the process that writes its files (rank zero under DDP: the other
+    processes write none)."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return RunLock(output_dir) if rank_zero_only.rank == 0 else contextlib.nullcontext()
 
 
 def record_failed_job(cfg: DictConfig, error: str) -> None:
