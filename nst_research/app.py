@@ -106,7 +106,7 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     if not saved.is_file():
         raise UserInputError(f"resume={cfg.resume}: no config.yaml there; "
                              "give a run directory (outputs/runs/<date>/<time>)")
-    resumed = OmegaConf.load(saved)
+    resumed = relocated(OmegaConf.load(saved), run_dir)
     changes = []
     for override in overrides:
         key, _, value = override.partition("=")
@@ -128,6 +128,23 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
                              f"({error})") from None
     resumed.resume, resumed.output_dir = str(run_dir), str(run_dir)
     return resumed
+
+
+def relocated(saved: DictConfig, run_dir: Path) -> DictConfig:
+    """A run's saved config with every path inside its run folder (`output_dir`, the loggers' `save_dir`, ...)
+    moved into `run_dir`: a run folder that was copied or moved resumes inside itself, never in the original."""
+    old = str(saved.get("output_dir") or "")
+
+    def move(value: object) -> object:
+        if isinstance(value, dict):
+            return {key: move(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [move(item) for item in value]
+        if isinstance(value, str) and old and (value == old or value.startswith(old.rstrip("/") + "/")):
+            return str(run_dir) + value[len(old.rstrip("/")):]
+        return value
+
+    return OmegaConf.create(move(OmegaConf.to_container(saved)))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

@@ -1,6 +1,8 @@
 """A run's data survives concurrent writers, moved folders, full disks, silent W&B servers and corrupt files."""
 
+import csv
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -8,11 +10,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
 
+from nst_research.feedforward.task import run as run_feedforward
 from nst_research.nst.task import run as run_nst_task
+from nst_research.tracking.checkpoints import RunModelCheckpoint
 from nst_research.tracking.runlock import RunBusy, RunLock
 
 TINY_NST = ["optimizer=adam", "image_size=32", "iterations=2", "logger=csv"]
+TINY_FEEDFORWARD = ["task=feedforward", "image_size=32", "layers=shallow", "network.width=4", "network.blocks=1",
+                    "photos.batch_size=2", "trainer.max_steps=6", "trainer.val_check_interval=4", "sample_every=4",
+                    "trainer.log_every_n_steps=1"]
 
 
 def snapshot(directory: Path) -> dict[str, str]:
@@ -67,3 +77,48 @@ def test_a_resume_of_a_run_in_use_is_one_line_and_changes_nothing(nst_run, run_c
     assert error_lines(result.stderr) == [f"error: {nst_run} is in use by process {os.getpid()} (a run or resume "
                                           "writing into it); wait for it to end, or stop it, then try again"]
     assert "Traceback" not in result.stderr
+
+
+def test_a_copied_run_resumes_inside_the_copy_and_leaves_the_original_alone(nst_run, run_cli, tmp_path):
+    original = snapshot(nst_run)
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(nst_run), str(copy)], check=True)
+    result = run_cli(f"resume={copy}", "iterations=4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert snapshot(nst_run) == original
+    with open(copy / "csv" / "metrics.csv", newline="") as f:
+        assert [int(row["step"]) for row in csv.DictReader(f) if row["loss/total"]] == [1, 2, 3, 4]
+    saved = yaml.safe_load((copy / "config.yaml").read_text())
+    assert saved["output_dir"] == saved["logger"]["csv"]["save_dir"] == str(copy)
+
+
+def test_a_moved_feedforward_run_resumes_in_place_with_its_best_checkpoint(compose_cfg, run_cli, tmp_path):
+    run_dir, moved = tmp_path / "run", tmp_path / "moved"
+    run_feedforward(compose_cfg([*TINY_FEEDFORWARD, "logger=csv"], run_dir))
+    run_dir.rename(moved)
+    result = run_cli(f"resume={moved}", "trainer.max_steps=8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not run_dir.exists()
+    results = json.loads((moved / "results.json").read_text())
+    with open(moved / "csv" / "metrics.csv", newline="") as f:
+        validations = [float(row["val/total"]) for row in csv.DictReader(f) if row.get("val/total")]
+    assert results["steps"] == 8 and len(validations) == 3  # after steps 4, 6 and 8
+    assert results["best_val_total"] == pytest.approx(min(validations))  # the moved run's best is remembered
+    assert results["checkpoints"] == {"best": "checkpoints/best.ckpt", "last": "checkpoints/last.ckpt"}
+
+
+def test_a_checkpoint_callback_restored_in_a_moved_folder_keeps_its_best(tmp_path):
+    """Lightning's ModelCheckpoint forgets the best score of a checkpoint written in another folder and keeps
+    that folder's path; the run's own callback reads the state as if written in its folder."""
+    old, new = tmp_path / "old" / "checkpoints", tmp_path / "new" / "checkpoints"
+    written = RunModelCheckpoint(dirpath=old, filename="best", monitor="val/total", save_top_k=1)
+    written.best_model_score, written.best_model_path = torch.tensor(3.5), str(old / "best.ckpt")
+    written.best_k_models = {str(old / "best.ckpt"): torch.tensor(3.5)}
+    written.kth_best_model_path, written.last_model_path = str(old / "best.ckpt"), str(old / "last.ckpt")
+    restored = RunModelCheckpoint(dirpath=new, filename="best", monitor="val/total", save_top_k=1)
+    assert restored.state_key == ModelCheckpoint(dirpath=new, filename="best", monitor="val/total").state_key
+    restored.load_state_dict(written.state_dict())
+    assert restored.best_model_score.item() == 3.5
+    assert (restored.best_model_path, restored.kth_best_model_path) == (str(new / "best.ckpt"),) * 2
+    assert restored.last_model_path == str(new / "last.ckpt")
+    assert list(restored.best_k_models) == [str(new / "best.ckpt")]

@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from nst_research.errors import UserInputError
@@ -25,6 +25,7 @@ from nst_research.nst.images import MIN_IMAGE_SIZE, load_image
 from nst_research.nst.styles import blend_weights, style_list
 from nst_research.nst.task import build_objective
 from nst_research.parts import build, make_trainer
+from nst_research.tracking.checkpoints import RunModelCheckpoint
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.results import Artifact, RunResults
 
@@ -143,8 +144,8 @@ def run(cfg: DictConfig) -> FeedForwardResults:
     output_dir = Path(cfg.output_dir)
     folder = output_dir / "checkpoints"
     options = {"dirpath": folder, "enable_version_counter": False}  # each name is one file, overwritten
-    best = ModelCheckpoint(filename="best", monitor=MONITOR, mode="min", save_top_k=1, **options)
-    last = ModelCheckpoint(filename="last", **options)  # no monitor: the latest validation's state
+    best = RunModelCheckpoint(filename="best", monitor=MONITOR, mode="min", save_top_k=1, **options)
+    last = RunModelCheckpoint(filename="last", **options)  # no monitor: the latest validation's state
     on_interrupt = OnExceptionCheckpoint(dirpath=folder, filename="interrupted")
     callbacks = [best, last, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
     extra_callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
@@ -166,7 +167,7 @@ def run(cfg: DictConfig) -> FeedForwardResults:
     return run.results
 
 
-def save_outcome(module: FeedForwardModule, trainer: pl.Trainer, best: ModelCheckpoint | None, status: str,
+def save_outcome(module: FeedForwardModule, trainer: pl.Trainer, best: RunModelCheckpoint | None, status: str,
                  error: str | None, output_dir: Path, describe: dict[str, Any]) -> FeedForwardResults:
     """Score the network as it stands (finished or not) on the held-out images and save its grid; the results."""
     started = bool(module.initial_losses)

@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from nst_research.data.base import ImageDataModule
@@ -21,6 +21,7 @@ from nst_research.gan.losses import GANLoss
 from nst_research.gan.metric import frechet_distance, frechet_metric, load_classifier
 from nst_research.gan.module import METRIC_KEY, GANModule
 from nst_research.parts import build, make_trainer
+from nst_research.tracking.checkpoints import RunModelCheckpoint
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.results import Artifact, RunResults
 
@@ -113,7 +114,7 @@ def run(cfg: DictConfig) -> GANResults:
     ckpt_path = resume_checkpoint(Path(cfg.resume)) if cfg.get("resume") else None
     loss = make_loss(cfg.gan)
     output_dir = Path(cfg.output_dir)
-    checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor=METRIC_KEY,
+    checkpoint = RunModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor=METRIC_KEY,
                                  mode="min", save_last=True, save_top_k=1)
     on_interrupt = OnExceptionCheckpoint(dirpath=output_dir / "checkpoints", filename="interrupted")
     callbacks = [checkpoint, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
@@ -156,7 +157,7 @@ def run(cfg: DictConfig) -> GANResults:
 
 
 def save_outcome(module: GANModule, trainer: pl.Trainer, status: str, error: str | None, metric: dict[str, Any],
-                 checkpoint: ModelCheckpoint | None, output_dir: Path, describe: dict[str, Any]) -> GANResults:
+                 checkpoint: RunModelCheckpoint | None, output_dir: Path, describe: dict[str, Any]) -> GANResults:
     """Save the final grid (finished or not); the run's results."""
     module.save_samples(output_dir / "samples.png")
     if checkpoint is not None and checkpoint.best_model_score is not None:
