@@ -1,9 +1,11 @@
 """A run's data survives concurrent writers, moved folders, full disks, silent W&B servers and corrupt files."""
 
 import csv
+import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,9 +16,10 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from nst_research.errors import UserInputError
 from nst_research.feedforward.task import run as run_feedforward
 from nst_research.nst.task import run as run_nst_task
-from nst_research.tracking.checkpoints import RunModelCheckpoint
+from nst_research.tracking.checkpoints import AtomicCheckpointIO, RunModelCheckpoint
 from nst_research.tracking.runlock import RunBusy, RunLock
 
 TINY_NST = ["optimizer=adam", "image_size=32", "iterations=2", "logger=csv"]
@@ -122,3 +125,57 @@ def test_a_checkpoint_callback_restored_in_a_moved_folder_keeps_its_best(tmp_pat
     assert (restored.best_model_path, restored.kth_best_model_path) == (str(new / "best.ckpt"),) * 2
     assert restored.last_model_path == str(new / "last.ckpt")
     assert list(restored.best_k_models) == [str(new / "best.ckpt")]
+
+
+class FullDisk:
+    """An object whose pickling fails as a full disk does, half-way through a checkpoint."""
+
+    def __reduce__(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one_whole(tmp_path):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"global_step": 4, "weights": torch.ones(100)}, path)
+    before = path.read_bytes()
+    with pytest.raises(OSError, match="No space left"):
+        AtomicCheckpointIO().save_checkpoint({"global_step": 6, "weights": torch.ones(100), "x": FullDisk()}, path)
+    assert path.read_bytes() == before and os.listdir(path.parent) == ["last.ckpt"]
+
+
+@pytest.fixture(scope="module")
+def feedforward_run(compose_at, tmp_path_factory) -> Path:
+    """A finished six-step feed-forward run (checkpoints/best.ckpt and last.ckpt), to copy."""
+    run_dir = tmp_path_factory.mktemp("feedforward") / "run"
+    run_feedforward(compose_at([*TINY_FEEDFORWARD, "logger=csv"], run_dir))
+    return run_dir
+
+
+def test_resume_passes_over_a_damaged_newer_checkpoint_saying_so(feedforward_run, compose_cfg, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(feedforward_run, run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    damaged = run_dir / "checkpoints" / "interrupted.ckpt"
+    damaged.write_bytes(last.read_bytes()[:1000])  # newer than last.ckpt, and truncated
+    capsys.readouterr()
+    results = run_feedforward(compose_cfg([*TINY_FEEDFORWARD, "logger=csv", "trainer.max_steps=7",
+                                           f"resume={run_dir}"], run_dir))
+    assert results.status == "completed" and results.steps == 7
+    notices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("resume:")]
+    assert notices == [f"resume: cannot read checkpoint {damaged}: it is truncated, damaged or not a checkpoint "
+                       "(PytorchStreamReader failed reading zip archive: failed finding central directory); "
+                       f"continuing from {last}, the newest checkpoint that reads"]
+
+
+def test_a_run_whose_checkpoints_are_all_damaged_is_one_line_naming_the_file(feedforward_run, nst_run, compose_cfg,
+                                                                             tmp_path):
+    run_dir = tmp_path / "feedforward"
+    shutil.copytree(feedforward_run, run_dir)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(UserInputError, match=rf"^cannot read checkpoint {run_dir}/checkpoints/last.ckpt: it is "
+                                             r"truncated, damaged or not a checkpoint \(EOFError\); no other "):
+        run_feedforward(compose_cfg([*TINY_FEEDFORWARD, "trainer.max_steps=8", f"resume={run_dir}"], run_dir))
+    checkpoint = nst_run / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-100])
+    with pytest.raises(UserInputError, match=f"^cannot read checkpoint {checkpoint}: it is truncated"):
+        run_nst_task(compose_cfg([*TINY_NST, "iterations=4", f"resume={nst_run}"], nst_run))

@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from nst_research.checkpoint_files import newest_readable
 from nst_research.errors import UserInputError
 from nst_research.feedforward.data import PhotoDataModule
 from nst_research.feedforward.module import FeedForwardModule
@@ -25,7 +26,7 @@ from nst_research.nst.images import MIN_IMAGE_SIZE, load_image
 from nst_research.nst.styles import blend_weights, style_list
 from nst_research.nst.task import build_objective
 from nst_research.parts import build, make_trainer
-from nst_research.tracking.checkpoints import RunModelCheckpoint
+from nst_research.tracking.checkpoints import AtomicCheckpointIO, RunModelCheckpoint
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.results import Artifact, RunResults
 
@@ -89,19 +90,20 @@ def load_styles(cfg: DictConfig) -> tuple[list[str], list[torch.Tensor], list[fl
     return names, images, blend_weights(len(images), blend)
 
 
-def resume_checkpoint(run_dir: Path) -> Path:
-    """The newest Lightning checkpoint of a feed-forward run (the one written on interruption, else last.ckpt)."""
+def resume_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest Lightning checkpoint of a feed-forward run that reads (the one written on interruption, else
+    last.ckpt), and its contents."""
     candidates = [run_dir / "checkpoints" / f"{name}.ckpt" for name in ("interrupted", "last")]
     candidates = [path for path in candidates if path.is_file()]
     if not candidates:
         raise UserInputError(f"resume={run_dir}: no checkpoints/last.ckpt there; give the directory of a "
                              "feed-forward run")
-    return max(candidates, key=lambda path: path.stat().st_mtime)
+    return newest_readable(candidates)
 
 
-def check_more_steps(ckpt_path: Path, max_steps: int) -> None:
+def check_more_steps(checkpoint: dict[str, Any], max_steps: int) -> None:
     """A resumed run must have steps left to take."""
-    done = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("global_step", 0)
+    done = checkpoint.get("global_step", 0)
     if max_steps != -1 and done >= max_steps:
         raise UserInputError(f"resume: that run already has {done} steps; ask for more, e.g. "
                              f"trainer.max_steps={2 * done}")
@@ -138,9 +140,10 @@ def run(cfg: DictConfig) -> FeedForwardResults:
     input is checked before anything is written. With `resume` (a run directory), continue from its newest
     checkpoint up to `trainer.max_steps` (or `trainer.max_epochs`)."""
     check_run_settings(cfg)
-    ckpt_path = resume_checkpoint(Path(cfg.resume)) if cfg.get("resume") else None
-    if ckpt_path is not None:
-        check_more_steps(ckpt_path, cfg.trainer.max_steps)
+    ckpt_path = None
+    if cfg.get("resume"):
+        ckpt_path, checkpoint = resume_checkpoint(Path(cfg.resume))
+        check_more_steps(checkpoint, cfg.trainer.max_steps)
     output_dir = Path(cfg.output_dir)
     folder = output_dir / "checkpoints"
     options = {"dirpath": folder, "enable_version_counter": False}  # each name is one file, overwritten
@@ -152,7 +155,7 @@ def run(cfg: DictConfig) -> FeedForwardResults:
     # The trainer first: a device this machine lacks is refused at once, and under DDP it knows this
     # process's rank before any file or logger.
     trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
-                           callbacks=callbacks + extra_callbacks)
+                           callbacks=callbacks + extra_callbacks, plugins=[AtomicCheckpointIO()])
     check_launch(cfg, trainer)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     photos, module, names = build_parts(cfg, output_dir)

@@ -15,13 +15,14 @@ import torch
 from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from nst_research.checkpoint_files import newest_readable
 from nst_research.data.base import ImageDataModule
 from nst_research.errors import UserInputError
 from nst_research.gan.losses import GANLoss
 from nst_research.gan.metric import frechet_distance, frechet_metric, load_classifier
 from nst_research.gan.module import METRIC_KEY, GANModule
 from nst_research.parts import build, make_trainer
-from nst_research.tracking.checkpoints import RunModelCheckpoint
+from nst_research.tracking.checkpoints import AtomicCheckpointIO, RunModelCheckpoint
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.results import Artifact, RunResults
 
@@ -99,12 +100,12 @@ def check_launch(cfg: DictConfig, trainer: pl.Trainer) -> None:
 
 
 def resume_checkpoint(run_dir: Path) -> Path:
-    """The newest Lightning checkpoint of a GAN run (the one written on interruption, else last.ckpt)."""
+    """The newest Lightning checkpoint of a GAN run that reads (the one written on interruption, else last.ckpt)."""
     candidates = [p for p in (run_dir / "checkpoints" / "interrupted.ckpt", run_dir / "checkpoints" / "last.ckpt")
                   if p.is_file()]
     if not candidates:
         raise UserInputError(f"resume={run_dir}: no checkpoints/last.ckpt there; give the directory of a GAN run")
-    return max(candidates, key=lambda p: p.stat().st_mtime)
+    return newest_readable(candidates)[0]
 
 
 def run(cfg: DictConfig) -> GANResults:
@@ -122,7 +123,7 @@ def run(cfg: DictConfig) -> GANResults:
     # The trainer first: a device this machine lacks is refused at once, and under DDP it knows this
     # process's rank before any file or logger.
     trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
-                           callbacks=callbacks + extra_callbacks)
+                           callbacks=callbacks + extra_callbacks, plugins=[AtomicCheckpointIO()])
     check_launch(cfg, trainer)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     generator, discriminator = build(cfg.gan.generator), build(cfg.gan.discriminator)

@@ -1,14 +1,18 @@
-"""Lightning checkpoints that stay inside their run folder, wherever the folder is moved.
+"""Checkpoints that stay whole and inside their run folder, wherever the folder is moved.
 
-`RunModelCheckpoint` is Lightning's `ModelCheckpoint` whose saved state (the best and last checkpoint's paths)
-follows the run folder: a resumed run that was copied or moved keeps its best score and writes only into its
-own `checkpoints/`.
+`AtomicCheckpointIO` writes each Lightning checkpoint atomically in its own folder; `RunModelCheckpoint` is
+Lightning's `ModelCheckpoint` whose saved state (the best and last checkpoint's paths) follows the run folder, so
+a resumed run that was copied or moved keeps its best score and writes only into its own `checkpoints/`.
 """
 
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from nst_research.atomic import write_atomic
 
 PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
 
@@ -38,3 +42,14 @@ class RunModelCheckpoint(ModelCheckpoint):
             state["best_k_models"] = {moved(path, old, new): score
                                       for path, score in state_dict["best_k_models"].items()}
         super().load_state_dict(state)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing each checkpoint atomically inside its own folder (`write_atomic`):
+    a full disk or a crash leaves the previous checkpoint whole, never a truncated one."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        write_atomic(Path(path), lambda f: torch.save(checkpoint, f))
+
