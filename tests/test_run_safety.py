@@ -3,12 +3,16 @@
 import csv
 import errno
 import hashlib
+import http.server
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +183,71 @@ def test_a_run_whose_checkpoints_are_all_damaged_is_one_line_naming_the_file(fee
     checkpoint.write_bytes(checkpoint.read_bytes()[:-100])
     with pytest.raises(UserInputError, match=f"^cannot read checkpoint {checkpoint}: it is truncated"):
         run_nst_task(compose_cfg([*TINY_NST, "iterations=4", f"resume={nst_run}"], nst_run))
+
+
+class AnswersOnlyGet(http.server.BaseHTTPRequestHandler):
+    """A W&B server that answers the reachability check and never answers W&B's own requests (POST /graphql)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        time.sleep(600)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def silent_server():
+    """A loopback W&B address whose server accepts every connection and never answers; its URL."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as server:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.fixture
+def stalling_server():
+    """A loopback W&B address whose server answers GET and stalls on POST; its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AnswersOnlyGet)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def run_with_wandb_at(url: str, run_cli, run_dir: Path) -> tuple[list[str], Path]:
+    """A tiny run logging to W&B at `url` (online, with a key, a 2 s start timeout); its W&B notices and its one
+    offline W&B run, checked to hold the run's steps."""
+    result = run_cli(*TINY_NST[:-1], "logger=wandb", "logger.wandb.start_timeout=2", f"hydra.run.dir={run_dir}",
+                     env={"WANDB_MODE": "online", "WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": url}, timeout=150)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    assert not list((run_dir / "wandb").glob("run-*"))  # no folder of an attempt online
+    records = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(offline)],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    steps = [json.loads(r)["history"]["item"].get("trainer/global_step") for r in records
+             if json.loads(r)["type"] == "history" and "loss/total" in json.loads(r)["history"]["item"]]
+    assert steps == [1, 2]  # logged, ready for `wandb sync`
+    return [line for line in result.stderr.splitlines() if line.startswith("W&B")], offline
+
+
+def test_a_wandb_server_that_never_answers_is_not_waited_for(run_cli, silent_server, tmp_path):
+    started = time.monotonic()
+    notices, offline = run_with_wandb_at(silent_server, run_cli, tmp_path / "run")
+    assert time.monotonic() - started < 60
+    port = silent_server.rsplit(":", 1)[1]
+    assert notices == [f"W&B: no answer from 127.0.0.1:{port} within 3 s; logging offline to {offline} "
+                       "(upload later with `wandb sync <that dir>`)"]
+
+
+@pytest.mark.slow
+def test_a_wandb_start_that_stalls_gives_up_and_logs_offline(run_cli, stalling_server, tmp_path):
+    """The server answers the check but not W&B: the start gives up after its timeout, and the run logs offline
+    (W&B's own telemetry waits for the silent server for up to 20 s more at exit)."""
+    started = time.monotonic()
+    notices, offline = run_with_wandb_at(stalling_server, run_cli, tmp_path / "run")
+    assert time.monotonic() - started < 120  # not W&B's 90 s per attempt
+    assert len(notices) == 1 and notices[0].startswith("W&B: W&B failed to start (CommError: ")
+    assert notices[0].endswith(f"; logging offline to {offline} (upload later with `wandb sync <that dir>`)")
