@@ -15,6 +15,7 @@ import importlib
 import importlib.util
 import logging
 import math
+import re
 import shutil
 import signal
 import sys
@@ -35,6 +36,10 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger(__name__)
 TASKS = {"nst": "nst_research.nst.task", "gan": "nst_research.gan.task", "feedforward": "nst_research.feedforward.task"}
 RESUME_GROUPS = ("logger", "trainer")  # config groups a resumed run may change: how it is logged and run
+RESUME_EXAMPLES = {"nst": "iterations=400", "gan": "trainer.max_epochs=20", "feedforward": "trainer.max_steps=400"}
+MISSING_KEY = object()
+# Nodes a Lightning checkpoint restores whole (an optimizer's state carries its settings): a resume cannot change them.
+RESTORED_ON_RESUME = {"gan": ("gan.optimizer",), "feedforward": ("optimizer",)}
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # the frozen VGG, by design
@@ -100,25 +105,38 @@ def record_choices(cfg: DictConfig, choices: DictConfig) -> None:
 
 def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """The saved config of the run in `cfg.resume`, with this command's changes, writing into that run's
-    directory: key=value changes (e.g. iterations=400), and a new option of the `logger` or `trainer` group."""
+    directory: key=value changes to the run's own keys (e.g. iterations=400), and a new option of the `logger`
+    or `trainer` group. `cfg` is this command's config, composed for the run's own task and options (see
+    `nst_research.cli`): every value it derives from a changed key (`module.save_every: ${save_every}`) is
+    derived again, so the change reaches what the run uses."""
     run_dir = Path(cfg.resume)
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         raise UserInputError(f"resume={cfg.resume}: no config.yaml there; "
                              "give a run directory (outputs/runs/<date>/<time>)")
     resumed = relocated(OmegaConf.load(saved), run_dir)
+    original = resumed.copy()
+    own_choices = {"task": resumed.get("task"), **(resumed.get("choices") or {})}
     changes = []
     for override in overrides:
         key, _, value = override.partition("=")
-        if key == "resume":
+        name = key.lstrip("+~")
+        if key == "resume" or own_choices.get(key) == value:  # the run's own option, as the command line gives it
             continue
         if key in RESUME_GROUPS:  # the group's option as this task composes it
             node = hydra.compose(config_name="config", overrides=[f"task={resumed.task}", override])[key]
             resumed[key] = node
-        elif HydraConfig.get().runtime.choices.get(key.lstrip("+~")) is not None or "/" in key or "@" in key:
-            raise UserInputError(f"resume keeps the run's settings; {override} would change its {key.lstrip('+~')}: "
+            if "choices" in resumed:
+                resumed.choices[key] = value
+        elif HydraConfig.get().runtime.choices.get(name) is not None or "/" in key or "@" in key:
+            raise UserInputError(f"resume keeps the run's settings; {override} would change its {name}: "
                                  f"only {'=, '.join(RESUME_GROUPS)}= and key=value changes (e.g. iterations=400) "
                                  "may be given with resume=")
+        elif key.startswith("~") or OmegaConf.select(resumed, name, default=MISSING_KEY) is MISSING_KEY:
+            verb = "removes" if key.startswith("~") else "adds"
+            raise UserInputError(f"resume changes the run's own settings; {override} {verb} {name}, which this "
+                                 f"{resumed.task} run does not have: change the keys of its config.yaml, e.g. "
+                                 f"{RESUME_EXAMPLES.get(resumed.task, 'iterations=400')}")
         else:
             changes.append(override.lstrip("+"))
     try:
@@ -126,8 +144,42 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     except Exception as error:
         raise UserInputError(f"resume takes key=value changes to the saved config, e.g. iterations=400 "
                              f"({error})") from None
+    rederive(resumed, cfg, {change.partition("=")[0] for change in changes})
+    for node in RESTORED_ON_RESUME.get(resumed.task, ()):
+        if OmegaConf.to_container(OmegaConf.select(resumed, node), resolve=True) != OmegaConf.to_container(
+                OmegaConf.select(original, node)):
+            raise UserInputError(f"resume continues the run's {node} from its checkpoint, settings included; "
+                                 f"{' '.join(changes)} would change {node}, which the checkpoint overrides: start a "
+                                 "new run to change it (steps, intervals, loss weights and logging may change)")
     resumed.resume, resumed.output_dir = str(run_dir), str(run_dir)
     return resumed
+
+
+def interpolations(node: object, prefix: str = "") -> dict[str, str]:
+    """Every value of a config (as plain containers, unresolved) that is an interpolation, by its dotted key."""
+    found = {}
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str) and "${" in value:
+                found[f"{prefix}{key}"] = value
+            else:
+                found.update(interpolations(value, f"{prefix}{key}."))
+    return found
+
+
+def rederive(resumed: DictConfig, composed: DictConfig, changed: set[str]) -> None:
+    """Give each key of `resumed` whose value `composed` derives from a changed key (directly or through other
+    derived keys) its interpolation again, so that it follows the change."""
+    derived = interpolations(OmegaConf.to_container(composed, resolve=False))
+    pending = set(changed)
+    while pending:
+        key = pending.pop()
+        for path, text in derived.items():
+            uses = re.search(r"\$\{" + re.escape(key) + r"[}.\[]", text)
+            if uses and path not in changed and OmegaConf.select(resumed, path, default=MISSING_KEY) is not MISSING_KEY:
+                OmegaConf.update(resumed, path, text, force_add=False)
+                changed.add(path)
+                pending.add(path)
 
 
 def relocated(saved: DictConfig, run_dir: Path) -> DictConfig:

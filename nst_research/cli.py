@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
 from hydra import initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.utils import get_args_parser
@@ -39,6 +40,7 @@ from nst_research.app import CONFIG_DIR
 from nst_research.app import main as run_app
 
 CONFIG_NAME = "config"
+SWEEP_GROUPS = ("experiment", "hparams_search")  # groups that set up sweeps: a resumed run keeps their values only
 HELP = "python scripts/run.py --help lists the options"
 HYDRA_HELP = "python scripts/run.py --cfg hydra lists Hydra's settings"
 
@@ -52,6 +54,10 @@ def main() -> None:
     args = get_args_parser().parse_args()
     if args.help or args.hydra_help:
         list_group_options_without_copies()
+    run_options = resumed_run_options(args)
+    if run_options:
+        sys.argv[1:1] = run_options
+        args = get_args_parser().parse_args()
     try:
         check(args)
     except CommandLineError as error:
@@ -75,6 +81,24 @@ def check(args: argparse.Namespace) -> None:
         warnings.simplefilter("ignore")  # Hydra repeats its warnings when it composes for real
         Check(GlobalHydra.instance().config_loader(), args.config_name or CONFIG_NAME).run(
             args.overrides, multirun=args.multirun, show_cfg=args.cfg is not None)
+
+
+def resumed_run_options(args: argparse.Namespace) -> list[str]:
+    """For `resume=<run dir>`: the run's own config group options (`task=gan`, `optimizer=adam`, ...) that the
+    command line does not set, from the run's config.yaml, to go before its overrides. Hydra then composes,
+    and `check` checks, the resumed run's own config: a GAN run's keys are keys, style transfer's are not."""
+    overrides = dict(o.split("=", 1) for o in args.overrides if "=" in o)
+    run_dir = overrides.get("resume")
+    if args.multirun or not run_dir or not (Path(run_dir) / "config.yaml").is_file():
+        return []
+    try:
+        saved = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+        choices = {"task": saved.get("task"), **(saved.get("choices") or {})}
+    except (yaml.YAMLError, AttributeError, OSError):
+        return []  # the app reports an unreadable config.yaml
+    given = {key.lstrip("+~") for key in overrides}
+    return [f"{group}={option}" for group, option in choices.items()
+            if group not in given and group not in SWEEP_GROUPS and "/" not in group and option is not None]
 
 
 def list_group_options_without_copies() -> None:

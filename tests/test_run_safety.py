@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import OmegaConf
 
 from nst_research.errors import UserInputError
 from nst_research.feedforward.task import run as run_feedforward
@@ -251,3 +252,49 @@ def test_a_wandb_start_that_stalls_gives_up_and_logs_offline(run_cli, stalling_s
     assert time.monotonic() - started < 120  # not W&B's 90 s per attempt
     assert len(notices) == 1 and notices[0].startswith("W&B: W&B failed to start (CommError: ")
     assert notices[0].endswith(f"; logging offline to {offline} (upload later with `wandb sync <that dir>`)")
+
+
+def test_a_resume_change_reaches_what_the_run_uses(nst_run, run_cli):
+    """save_every is read by the module through module.save_every: the resume derives it again."""
+    result = run_cli(f"resume={nst_run}", "iterations=6", "save_every=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (nst_run / "intermediate" / "step_00004.png").is_file()
+    assert yaml.safe_load((nst_run / "config.yaml").read_text())["module"]["save_every"] == 2
+
+
+def test_a_feedforward_resume_takes_its_own_tasks_keys(feedforward_run, run_cli, tmp_path):
+    run_dir = tmp_path / "feedforward"
+    shutil.copytree(feedforward_run, run_dir)
+    result = run_cli(f"resume={run_dir}", "trainer.max_steps=8", "sample_every=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (run_dir / "samples" / "step_000007.png").is_file()
+
+
+@pytest.fixture
+def gan_run_config(compose_cfg, tmp_path) -> Path:
+    """A GAN run's folder as far as a resume reads it before its checkpoint: config.yaml with its options."""
+    run_dir = tmp_path / "gan"
+    config = OmegaConf.to_container(compose_cfg(["task=gan"], run_dir), resolve=True)
+    config["choices"] = {"trainer": "default", "logger": "wandb", "task": "gan", "gan": "dcgan", "data": "mnist5k"}
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return run_dir
+
+
+@pytest.mark.parametrize("run, override, message", [
+    ("gan", "gan.lr=1e-4", "resume continues the run's gan.optimizer from its checkpoint, settings included; "
+                           "gan.lr=1e-4 would change gan.optimizer"),
+    ("gan", "iterations=10", "unknown key iterations"),
+    ("gan", "style_weight=1e5", "unknown key style_weight"),
+    ("feedforward", "+sample_every=1", "+sample_every=1 adds sample_every, which already exists; write sample_every=1"),
+    ("feedforward", "optimizer.lr=0.1", "resume continues the run's optimizer from its checkpoint"),
+    ("nst", "+foo=1", "resume changes the run's own settings; +foo=1 adds foo, which this nst run does not have"),
+])
+def test_a_resume_change_the_run_cannot_take_is_one_line(gan_run_config, feedforward_run, nst_run, run_cli,
+                                                         run, override, message):
+    run_dir = {"gan": gan_run_config, "feedforward": feedforward_run, "nst": nst_run}[run]
+    before = snapshot(run_dir)
+    result = run_cli(f"resume={run_dir}", override)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(result.stderr.strip().splitlines()) == 1 and message in error_lines(result.stderr)[0], result.stderr
+    assert snapshot(run_dir) == before
