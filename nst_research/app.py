@@ -28,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nst_research.errors import RunDiverged, UserInputError
+from nst_research.errors import RunDiverged, UserInputError, environment_fault
 from nst_research.tracking.runlock import LOCK_FILE, RunBusy, RunLock
 from nst_research.tracking.sweep import sweep_job, with_sweep_job
 
@@ -232,8 +232,15 @@ def main(cfg: DictConfig) -> float:
         print(f"interrupted: the run so far is saved in {cfg.output_dir}; {hint}", file=sys.stderr)
         sys.exit(stop.code or 128 + signal.SIGTERM)
     except Exception as error:
-        if job is None:
+        fault = environment_fault(error)
+        if job is None and fault is None:
             raise
+        if job is None:
+            kept = (Path(cfg.output_dir) / "results.json").is_file()
+            print(f"error: {fault}" + (f" (the run so far is kept: python scripts/run.py resume={cfg.output_dir} "
+                                       "continues it)" if kept and not cfg.get("resume") else ""), file=sys.stderr)
+            remove_unfinished_run_dir(hydra_dir)
+            sys.exit(1)
         log.exception("job %s failed", job["job"])  # the traceback goes to the job's log file
         print(f"error: job {job['job']} failed: {type(error).__name__}: {error}", file=sys.stderr)
         record_failed_job(cfg, f"{type(error).__name__}: {error}")

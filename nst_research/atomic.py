@@ -19,8 +19,11 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     is the old file or the whole new one, even after a full disk or a power cut. The file gets the mode a plain
     `open()` would give it (the temporary file's own is owner-only)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise naming(error, path) from error
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -28,10 +31,18 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
             os.fsync(f.fileno())
             os.fchmod(f.fileno(), file_mode())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise naming(error, path) from error
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     sync_directory(path.parent)
+
+
+def naming(error: OSError, path: Path) -> OSError:
+    """`error` naming the file it was writing (a failed write or flush names none)."""
+    return error if error.filename else OSError(error.errno, error.strerror, str(path))
 
 
 def sync_directory(directory: Path) -> None:

@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nst_research.errors import UserInputError
+from nst_research.errors import UserInputError, environment_fault
 from nst_research.tracking.compare import compare, latest_sweep
 
 
@@ -23,6 +23,11 @@ def main() -> None:
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:  # a read-only or full folder: the machine's fault, not the input's
+        if environment_fault(error) is None:
+            raise
+        print(f"error: {environment_fault(error)}", file=sys.stderr)
+        sys.exit(1)
     print(f"wrote {directory / 'comparison.md'}, {directory / 'contact_sheet.png'}, {directory / 'curves.png'}")
 
 

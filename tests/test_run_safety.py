@@ -1,5 +1,6 @@
 """A run's data survives concurrent writers, moved folders, full disks, silent W&B servers and corrupt files."""
 
+import contextlib
 import csv
 import errno
 import hashlib
@@ -22,11 +23,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from nst_research.errors import UserInputError
+from nst_research.feedforward.stylize import main as stylize
 from nst_research.feedforward.task import run as run_feedforward
 from nst_research.nst.task import run as run_nst_task
 from nst_research.tracking.checkpoints import AtomicCheckpointIO, RunModelCheckpoint
+from nst_research.tracking.compare import compare
 from nst_research.tracking.runlock import RunBusy, RunLock
 
+REPO = Path(__file__).resolve().parents[1]
 TINY_NST = ["optimizer=adam", "image_size=32", "iterations=2", "logger=csv"]
 TINY_FEEDFORWARD = ["task=feedforward", "image_size=32", "layers=shallow", "network.width=4", "network.blocks=1",
                     "photos.batch_size=2", "trainer.max_steps=6", "trainer.val_check_interval=4", "sample_every=4",
@@ -298,3 +302,89 @@ def test_a_resume_change_the_run_cannot_take_is_one_line(gan_run_config, feedfor
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(result.stderr.strip().splitlines()) == 1 and message in error_lines(result.stderr)[0], result.stderr
     assert snapshot(run_dir) == before
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A 2 MB file system of its own (tmpfs), to fill or make read-only; skipped where it cannot be mounted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path) -> None:
+    with open(disk / "filler", "wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+
+
+def data_of(run_dir: Path) -> dict[str, str]:
+    """A run's files less its lock file (which holds the last writer's process id)."""
+    return {name: digest for name, digest in snapshot(run_dir).items() if name != ".lock"}
+
+
+def one_error_line(result: subprocess.CompletedProcess, status: int) -> str:
+    assert result.returncode == status, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    return lines[0]
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(small_disk, compose_cfg, run_cli):
+    run_dir = small_disk / "run"
+    run_nst_task(compose_cfg(TINY_NST, run_dir))
+    fill(small_disk)
+    before = data_of(run_dir)
+    resumed = run_cli(f"resume={run_dir}", "iterations=4")
+    assert "no space left on the disk" in one_error_line(resumed, 1)
+    assert data_of(run_dir) == before
+    new = run_cli(*TINY_NST, f"hydra.run.dir={small_disk / 'new'}")
+    assert one_error_line(new, 1) == "error: no space left on the disk; free some space, then run the command again"
+    assert not (small_disk / "new").exists()  # no empty .hydra/config.yaml
+
+
+def test_a_read_only_folder_is_one_line_in_every_command(small_disk, compose_cfg, run_cli, feedforward_run,
+                                                         capsys):
+    run_dir = small_disk / "run"
+    run_nst_task(compose_cfg(TINY_NST, run_dir))
+    image = run_dir / "content.png"
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    before = data_of(run_dir)
+    resumed = run_cli(f"resume={run_dir}", "iterations=4")
+    assert one_error_line(resumed, 1).startswith("error: the file system is read-only")
+    new = run_cli(*TINY_NST, f"hydra.run.dir={small_disk / 'new'}")
+    assert one_error_line(new, 1).startswith("error: the file system is read-only")
+    compared = subprocess.run([sys.executable, "scripts/compare.py", str(run_dir)], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+    assert one_error_line(compared, 1).startswith("error: the file system is read-only")
+    capsys.readouterr()
+    assert stylize([str(feedforward_run), str(image), "--out", str(small_disk / "out")]) == 1
+    assert capsys.readouterr().err.startswith("error: the file system is read-only")
+    assert data_of(run_dir) == before
+
+
+def test_a_damaged_results_json_is_one_line_naming_it(nst_run, compose_cfg):
+    results = nst_run / "results.json"
+    for content in ('{"status": "comp', "[]"):
+        results.write_text(content)
+        with pytest.raises(UserInputError, match=f"^cannot read {results}: it "):
+            compare(nst_run)
+        with pytest.raises(UserInputError, match=f"^cannot read {results}: it "):
+            run_nst_task(compose_cfg([*TINY_NST, "iterations=4", f"resume={nst_run}"], nst_run))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--out", "{image}"], "is a file; give a folder"),
+    (["--size", "100000"], "content.png would be stylised at 100000x65625 (6562 MP), over --max-megapixels 100"),
+])
+def test_stylize_checks_its_output_before_it_starts(feedforward_run, nst_run, tmp_path, capsys, extra, message):
+    image = nst_run / "content.png"
+    capsys.readouterr()
+    assert stylize([str(feedforward_run), str(image), *(arg.format(image=image) for arg in extra)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (Path.cwd() / "stylized").exists()

@@ -7,7 +7,6 @@ Each run directory holds `results.json`, `.hydra/overrides.yaml` and the local m
 """
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from torchvision.utils import make_grid
 
 from nst_research.atomic import write_atomic
 from nst_research.errors import UserInputError
+from nst_research.tracking.results import read_results
 
 # task -> the numbers in its table row (column, path into results.json) and the curve it plots
 COLUMNS = {
@@ -57,7 +57,7 @@ def find_runs(path: Path) -> list[Run]:
     for directory in directories:
         overrides_file = directory / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-        runs.append(Run(directory, json.loads((directory / "results.json").read_text()), overrides or []))
+        runs.append(Run(directory, read_results(directory / "results.json"), overrides or []))
     label_runs(runs)
     return runs
 

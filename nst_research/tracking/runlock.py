@@ -6,6 +6,7 @@ and power loss included), so a stale lock cannot exist. The file holds the holde
 refusal names. Tools that only read a run (compare, dashboard) take no lock.
 """
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -39,8 +40,9 @@ class RunLock:
             who = f"process {holder}" if holder.isdigit() else "another process"
             raise RunBusy(f"{self.path.parent} is in use by {who} (a run or resume writing into it); "
                           "wait for it to end, or stop it, then try again") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # a full disk: the lock holds without the id; the run's writes will fail
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
         return self
 
