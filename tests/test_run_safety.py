@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from omegaconf import OmegaConf
 from nst_research.errors import UserInputError
 from nst_research.feedforward.stylize import main as stylize
 from nst_research.feedforward.task import run as run_feedforward
+from nst_research.nst.module import StyleTransferModule
 from nst_research.nst.task import run as run_nst_task
 from nst_research.tracking.checkpoints import AtomicCheckpointIO, RunModelCheckpoint
 from nst_research.tracking.compare import compare
@@ -388,3 +390,16 @@ def test_stylize_checks_its_output_before_it_starts(feedforward_run, nst_run, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (Path.cwd() / "stylized").exists()
+
+
+def test_a_resumed_optimizer_keeps_its_state_and_takes_the_new_settings(tmp_path):
+    """Loading an optimizer's state also loads its settings; a resume that changes optimizer.lr must get it."""
+    image = torch.rand(1, 3, 8, 8)
+    earlier = torch.optim.Adam([torch.nn.Parameter(image.clone())], lr=0.1)
+    earlier.param_groups[0]["params"][0].grad = torch.ones_like(image)
+    earlier.step()
+    module = StyleTransferModule(torch.nn.Identity(), image, [image], [1.0], image, partial(torch.optim.Adam, lr=0.5),
+                                 iterations=1, save_every=1, output_dir=tmp_path, optimizer_state=earlier.state_dict())
+    optimizer = module.configure_optimizers()
+    assert optimizer.param_groups[0]["lr"] == 0.5
+    assert optimizer.state_dict()["state"][0]["step"].item() == 1
