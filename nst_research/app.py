@@ -5,8 +5,9 @@ builds its parts and runs them inside a `RunLifecycle` (run directory, loggers, 
 results.json) and returns its results; `summary(results)` (one console line) and `score(results)`
 (the number a sweeper minimises). A `UserInputError` becomes one line on stderr and exit status 2,
 with nothing half-written left behind; a failure that is not the user's input (divergence, a crash)
-exits 1. Only Hydra and OmegaConf are imported before the command line is parsed: torch and
-Lightning load with the task.
+exits 1, and a fault of the machine (a full disk, a read-only folder, a run directory another process is
+writing: each run directory has one writer, `tracking.runlock`) is one line with exit 1. Only Hydra and
+OmegaConf are imported before the command line is parsed: torch and Lightning load with the task.
 """
 
 import contextlib

@@ -8,7 +8,9 @@ closest valid key or option, exit status 2, nothing written. In a multirun (-m) 
 the first job and one job per other value of each swept config group. A command line that passes
 reaches Hydra unchanged; a new key can still be added with `+key=value`. HYDRA_FULL_ERROR=1 adds
 Hydra's own error and traceback after the line. --help lists the config groups without Hydra's
-copy of the config repository per call (`list_group_options_without_copies`).
+copy of the config repository per call (`list_group_options_without_copies`). With `resume=<run dir>` the
+run's own task and group options go first on the command line, so that Hydra composes, and the check checks,
+that run's config. A full disk or read-only folder met by Hydra's own writes is one line, exit status 1.
 """
 
 import argparse
