@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from nst_research.atomic import write_atomic
 from nst_research.data.files import image_files
 from nst_research.errors import UserInputError, environment_fault
 from nst_research.feedforward.checkpoint import load_network
@@ -87,8 +88,7 @@ def export_torchscript(network: nn.Module, path: Path) -> None:
     with warnings.catch_warnings():  # torch.jit is deprecated in favour of torch.export; its files still load in C++
         warnings.simplefilter("ignore", FutureWarning)
         scripted = torch.jit.script(network.cpu())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scripted.save(str(path))
+        write_atomic(path, lambda f: torch.jit.save(scripted, f))  # whole or not at all, even on a full disk
 
 
 def check_onnx_exporter() -> None:
