@@ -41,8 +41,8 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 
 def naming(error: OSError, path: Path) -> OSError:
-    """`error` naming the file it was writing (a failed write or flush names none)."""
-    return error if error.filename or error.errno is None else OSError(error.errno, error.strerror, str(path))
+    """`error` naming the file being written, not its temporary file (a failed write or flush names none)."""
+    return error if error.errno is None else OSError(error.errno, error.strerror, str(path))
 
 
 def sync_directory(directory: Path) -> None:
