@@ -6,15 +6,18 @@ results.json) and returns its results; `summary(results)` (one console line) and
 (the number a sweeper minimises, unless the config's `sweep_score` node names numbers of results.json
 instead, as a multi-objective search does). A `UserInputError` becomes one line on stderr and exit status 2,
 with nothing half-written left behind; a failure that is not the user's input (divergence, a crash)
-exits 1. Only Hydra and OmegaConf are imported before the command line is parsed: torch and
-Lightning load with the task.
+exits 1, and a fault of the machine (a full disk, a read-only folder, a run directory another process is
+writing: each run directory has one writer, `tracking.runlock`) is one line with exit 1. Only Hydra and
+OmegaConf are imported before the command line is parsed: torch and Lightning load with the task.
 """
 
+import contextlib
 import gc
 import importlib
 import importlib.util
 import logging
 import math
+import re
 import shutil
 import signal
 import sys
@@ -27,13 +30,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nst_research.errors import RunDiverged, UserInputError
+from nst_research.errors import RunDiverged, UserInputError, environment_fault
+from nst_research.tracking.runlock import LOCK_FILE, RunBusy, RunLock
 from nst_research.tracking.sweep import ResultFields, sweep_job, with_sweep_job
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger(__name__)
 TASKS = {"nst": "nst_research.nst.task", "gan": "nst_research.gan.task", "feedforward": "nst_research.feedforward.task"}
 RESUME_GROUPS = ("logger", "trainer")  # config groups a resumed run may change: how it is logged and run
+RESUME_EXAMPLES = {"nst": "iterations=400", "gan": "trainer.max_epochs=20", "feedforward": "trainer.max_steps=400"}
+MISSING_KEY = object()
+# Nodes a Lightning checkpoint restores whole (an optimizer's state carries its settings): a resume cannot change them.
+RESTORED_ON_RESUME = {"gan": ("gan.optimizer",), "feedforward": ("optimizer",)}
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # the frozen VGG, by design
@@ -86,6 +94,7 @@ def remove_unfinished_run_dir(output_dir: Path) -> None:
     if hydra_cfg.output_subdir:
         shutil.rmtree(output_dir / hydra_cfg.output_subdir, ignore_errors=True)
     (output_dir / f"{hydra_cfg.job.name}.log").unlink(missing_ok=True)
+    (output_dir / LOCK_FILE).unlink(missing_ok=True)
     if output_dir.is_dir() and not any(output_dir.iterdir()):
         output_dir.rmdir()
 
@@ -100,25 +109,38 @@ def record_choices(cfg: DictConfig, choices: DictConfig) -> None:
 
 def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """The saved config of the run in `cfg.resume`, with this command's changes, writing into that run's
-    directory: key=value changes (e.g. iterations=400), and a new option of the `logger` or `trainer` group."""
+    directory: key=value changes to the run's own keys (e.g. iterations=400), and a new option of the `logger`
+    or `trainer` group. `cfg` is this command's config, composed for the run's own task and options (see
+    `nst_research.cli`): every value it derives from a changed key (`module.save_every: ${save_every}`) is
+    derived again, so the change reaches what the run uses."""
     run_dir = Path(cfg.resume)
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         raise UserInputError(f"resume={cfg.resume}: no config.yaml there; "
                              "give a run directory (outputs/runs/<date>/<time>)")
-    resumed = OmegaConf.load(saved)
+    resumed = relocated(OmegaConf.load(saved), run_dir)
+    original = resumed.copy()
+    own_choices = {"task": resumed.get("task"), **(resumed.get("choices") or {})}
     changes = []
     for override in overrides:
         key, _, value = override.partition("=")
-        if key == "resume":
+        name = key.lstrip("+~")
+        if key == "resume" or own_choices.get(key) == value:  # the run's own option, as the command line gives it
             continue
         if key in RESUME_GROUPS:  # the group's option as this task composes it
             node = hydra.compose(config_name="config", overrides=[f"task={resumed.task}", override])[key]
             resumed[key] = node
-        elif HydraConfig.get().runtime.choices.get(key.lstrip("+~")) is not None or "/" in key or "@" in key:
-            raise UserInputError(f"resume keeps the run's settings; {override} would change its {key.lstrip('+~')}: "
+            if "choices" in resumed:
+                resumed.choices[key] = value
+        elif HydraConfig.get().runtime.choices.get(name) is not None or "/" in key or "@" in key:
+            raise UserInputError(f"resume keeps the run's settings; {override} would change its {name}: "
                                  f"only {'=, '.join(RESUME_GROUPS)}= and key=value changes (e.g. iterations=400) "
                                  "may be given with resume=")
+        elif key.startswith("~") or OmegaConf.select(resumed, name, default=MISSING_KEY) is MISSING_KEY:
+            verb = "removes" if key.startswith("~") else "adds"
+            raise UserInputError(f"resume changes the run's own settings; {override} {verb} {name}, which this "
+                                 f"{resumed.task} run does not have: change the keys of its config.yaml, e.g. "
+                                 f"{RESUME_EXAMPLES.get(resumed.task, 'iterations=400')}")
         else:
             changes.append(override.lstrip("+"))
     try:
@@ -126,8 +148,59 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     except Exception as error:
         raise UserInputError(f"resume takes key=value changes to the saved config, e.g. iterations=400 "
                              f"({error})") from None
+    rederive(resumed, cfg, {change.partition("=")[0] for change in changes})
+    for node in RESTORED_ON_RESUME.get(resumed.task, ()):
+        if OmegaConf.to_container(OmegaConf.select(resumed, node), resolve=True) != OmegaConf.to_container(
+                OmegaConf.select(original, node)):
+            raise UserInputError(f"resume continues the run's {node} from its checkpoint, settings included; "
+                                 f"{' '.join(changes)} would change {node}, which the checkpoint overrides: start a "
+                                 "new run to change it (steps, intervals, loss weights and logging may change)")
     resumed.resume, resumed.output_dir = str(run_dir), str(run_dir)
     return resumed
+
+
+def interpolations(node: object, prefix: str = "") -> dict[str, str]:
+    """Every value of a config (as plain containers, unresolved) that is an interpolation, by its dotted key."""
+    found = {}
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str) and "${" in value:
+                found[f"{prefix}{key}"] = value
+            else:
+                found.update(interpolations(value, f"{prefix}{key}."))
+    return found
+
+
+def rederive(resumed: DictConfig, composed: DictConfig, changed: set[str]) -> None:
+    """Give each key of `resumed` whose value `composed` derives from a changed key (directly or through other
+    derived keys) its interpolation again, so that it follows the change."""
+    derived = interpolations(OmegaConf.to_container(composed, resolve=False))
+    pending = set(changed)
+    while pending:
+        key = pending.pop()
+        for path, text in derived.items():
+            uses = re.search(r"\$\{" + re.escape(key) + r"[}.\[]", text)
+            if uses and path not in changed and OmegaConf.select(resumed, path, default=MISSING_KEY) is not MISSING_KEY:
+                OmegaConf.update(resumed, path, text, force_add=False)
+                changed.add(path)
+                pending.add(path)
+
+
+def relocated(saved: DictConfig, run_dir: Path) -> DictConfig:
+    """A run's saved config with every path inside its run folder (`output_dir`, the loggers' `save_dir`, ...)
+    moved into `run_dir`: a run folder that was copied or moved resumes inside itself, never in the original."""
+    old = str(saved.get("output_dir") or "")
+
+    def move(value: object) -> object:
+        if isinstance(value, dict):
+            return {key: move(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [move(item) for item in value]
+        if isinstance(value, str) and old and (value == old or value.startswith(old.rstrip("/") + "/")):
+            return str(run_dir) + value[len(old.rstrip("/")):]
+        return value
+
+    return OmegaConf.create(move(OmegaConf.to_container(saved)))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -156,8 +229,9 @@ def main(cfg: DictConfig) -> float | list[float]:
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
         check_before_loading(cfg)
         task = task_module(cfg.task)
-        results = task.run(cfg)
-    except (UserInputError, RunDiverged) as error:
+        with run_lock(Path(cfg.output_dir)):
+            results = task.run(cfg)
+    except (UserInputError, RunDiverged, RunBusy) as error:
         print(f"error: {error}", file=sys.stderr)
         if job is None:
             remove_unfinished_run_dir(hydra_dir)
@@ -170,8 +244,15 @@ def main(cfg: DictConfig) -> float | list[float]:
         print(f"interrupted: the run so far is saved in {cfg.output_dir}; {hint}", file=sys.stderr)
         sys.exit(stop.code or 128 + signal.SIGTERM)
     except Exception as error:
-        if job is None:
+        fault = environment_fault(error)
+        if job is None and fault is None:
             raise
+        if job is None:
+            kept = (Path(cfg.output_dir) / "results.json").is_file()
+            print(f"error: {fault}" + (f" (the run so far is kept: python scripts/run.py resume={cfg.output_dir} "
+                                       "continues it)" if kept and not cfg.get("resume") else ""), file=sys.stderr)
+            remove_unfinished_run_dir(hydra_dir)
+            sys.exit(1)
         log.exception("job %s failed", job["job"])  # the traceback goes to the job's log file
         print(f"error: job {job['job']} failed: {type(error).__name__}: {error}", file=sys.stderr)
         record_failed_job(cfg, f"{type(error).__name__}: {error}")
@@ -190,6 +271,14 @@ def main(cfg: DictConfig) -> float | list[float]:
     except UserInputError as error:  # the run is kept; as a trial it counts as the worst
         print(f"error: {error}", file=sys.stderr)
         return worst
+
+
+def run_lock(output_dir: Path) -> RunLock | contextlib.nullcontext:
+    """The run directory's lock, taken by the process that writes its files (rank zero under DDP: the other
+    processes write none)."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return RunLock(output_dir) if rank_zero_only.rank == 0 else contextlib.nullcontext()
 
 
 def record_failed_job(cfg: DictConfig, error: str) -> None:

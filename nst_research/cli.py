@@ -8,10 +8,13 @@ closest valid key or option, exit status 2, nothing written. In a multirun (-m) 
 the first job and one job per other value of each swept config group. A command line that passes
 reaches Hydra unchanged; a new key can still be added with `+key=value`. HYDRA_FULL_ERROR=1 adds
 Hydra's own error and traceback after the line. --help lists the config groups without Hydra's
-copy of the config repository per call (`list_group_options_without_copies`).
+copy of the config repository per call (`list_group_options_without_copies`). With `resume=<run dir>` the
+run's own task and group options go first on the command line, so that Hydra composes, and the check checks,
+that run's config. A full disk or read-only folder met by Hydra's own writes is one line, exit status 1.
 """
 
 import argparse
+import contextlib
 import difflib
 import gc
 import os
@@ -19,12 +22,16 @@ import re
 import sys
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import yaml
 from hydra import initialize_config_dir
+from hydra._internal import utils as hydra_utils
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.utils import get_args_parser
+from hydra.core import utils as hydra_core_utils
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.object_type import ObjectType
@@ -35,10 +42,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from nst_research.app import CONFIG_DIR
+from nst_research.app import CONFIG_DIR, remove_unfinished_run_dir
 from nst_research.app import main as run_app
+from nst_research.errors import environment_fault
 
 CONFIG_NAME = "config"
+SWEEP_GROUPS = ("experiment", "hparams_search")  # groups that set up sweeps: a resumed run keeps their values only
 HELP = "python scripts/run.py --help lists the options"
 HYDRA_HELP = "python scripts/run.py --cfg hydra lists Hydra's settings"
 
@@ -52,6 +61,10 @@ def main() -> None:
     args = get_args_parser().parse_args()
     if args.help or args.hydra_help:
         list_group_options_without_copies()
+    run_options = resumed_run_options(args)
+    if run_options:
+        sys.argv[1:1] = run_options
+        args = get_args_parser().parse_args()
     try:
         check(args)
     except CommandLineError as error:
@@ -59,6 +72,7 @@ def main() -> None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" and error.__cause__ is not None:
             traceback.print_exception(error.__cause__)
         sys.exit(2)
+    report_environment_faults_in_one_line()
     try:
         run_app()
     finally:  # the run's files are written and its loggers finished: the interpreter's last garbage collection
@@ -75,6 +89,54 @@ def check(args: argparse.Namespace) -> None:
         warnings.simplefilter("ignore")  # Hydra repeats its warnings when it composes for real
         Check(GlobalHydra.instance().config_loader(), args.config_name or CONFIG_NAME).run(
             args.overrides, multirun=args.multirun, show_cfg=args.cfg is not None)
+
+
+def report_environment_faults_in_one_line() -> None:
+    """Hydra writes the run folder's .hydra/ and log file before the app starts, and reports a failure there
+    with a traceback. A full disk or a read-only folder there is one line instead, exit status 1, with what
+    Hydra had written removed (an empty .hydra/config.yaml)."""
+    reporting, saving = hydra_utils.run_and_report, hydra_core_utils._save_config
+
+    def save_config(cfg: Any, filename: str, output_dir: Path) -> None:
+        try:
+            saving(cfg, filename, output_dir)
+        except OSError:
+            with contextlib.suppress(OSError):
+                remove_unfinished_run_dir(Path(output_dir).parent)
+            raise
+
+    def run_and_report(func: Callable[[], Any]) -> Any:
+        def one_line_faults() -> Any:
+            try:
+                return func()
+            except OSError as error:
+                fault = environment_fault(error)
+                if fault is None:
+                    raise
+                print(f"error: {fault}", file=sys.stderr)
+                sys.exit(1)
+
+        return reporting(one_line_faults)
+
+    hydra_utils.run_and_report, hydra_core_utils._save_config = run_and_report, save_config
+
+
+def resumed_run_options(args: argparse.Namespace) -> list[str]:
+    """For `resume=<run dir>`: the run's own config group options (`task=gan`, `optimizer=adam`, ...) that the
+    command line does not set, from the run's config.yaml, to go before its overrides. Hydra then composes,
+    and `check` checks, the resumed run's own config: a GAN run's keys are keys, style transfer's are not."""
+    overrides = dict(o.split("=", 1) for o in args.overrides if "=" in o)
+    run_dir = overrides.get("resume")
+    if args.multirun or not run_dir or not (Path(run_dir) / "config.yaml").is_file():
+        return []
+    try:
+        saved = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+        choices = {"task": saved.get("task"), **(saved.get("choices") or {})}
+    except (yaml.YAMLError, AttributeError, OSError):
+        return []  # the app reports an unreadable config.yaml
+    given = {key.lstrip("+~") for key in overrides}
+    return [f"{group}={option}" for group, option in choices.items()
+            if group not in given and group not in SWEEP_GROUPS and "/" not in group and option is not None]
 
 
 def list_group_options_without_copies() -> None:

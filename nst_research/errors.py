@@ -1,5 +1,6 @@
 """User-facing input errors: the one exception type, and the checks shared by every config value."""
 
+import errno
 import math
 
 
@@ -23,3 +24,21 @@ class RunDiverged(RuntimeError):
 
     def __reduce__(self) -> tuple:  # pickled with its step (e.g. from a benchmark's worker process)
         return type(self), (str(self), self.step)
+
+
+ENVIRONMENT_FAULTS = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "the disk quota is used up",
+                      errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                      errno.EPERM: "operation not permitted"}
+
+
+def environment_fault(error: BaseException) -> str | None:
+    """One line for a failure of the machine rather than of the input (a full disk, a read-only or someone
+    else's folder), from `error` or the error it arose from; None for any other error."""
+    while error is not None and not (isinstance(error, OSError) and error.errno in ENVIRONMENT_FAULTS):
+        error = error.__cause__ or error.__context__
+    if error is None:
+        return None
+    where = f" ({error.filename})" if error.filename else ""
+    fix = ("free some space, then run the command again" if error.errno in (errno.ENOSPC, errno.EDQUOT) else
+           "write somewhere you may, or fix the folder's permissions")
+    return f"{ENVIRONMENT_FAULTS[error.errno]}{where}; {fix}"

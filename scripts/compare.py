@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nst_research.errors import UserInputError
+from nst_research.errors import UserInputError, environment_fault
 from nst_research.tracking.compare import compare, latest_sweep
 
 
@@ -24,6 +24,11 @@ def main() -> None:
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:  # a read-only or full folder: the machine's fault, not the input's
+        if environment_fault(error) is None:
+            raise
+        print(f"error: {environment_fault(error)}", file=sys.stderr)
+        sys.exit(1)
     names = ["comparison.md", "contact_sheet.png", "curves.png", "tradeoff.png"]
     print("wrote " + ", ".join(str(directory / name) for name in names if (directory / name).is_file()))
 

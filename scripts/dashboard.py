@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nst_research.errors import UserInputError
+from nst_research.errors import UserInputError, environment_fault
 
 
 def main() -> None:
@@ -36,6 +36,11 @@ def main() -> None:
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:  # a read-only or full folder: the machine's fault, not the input's
+        if environment_fault(error) is None:
+            raise
+        print(f"error: {environment_fault(error)}", file=sys.stderr)
+        sys.exit(1)
     print(f"wrote {page} and {spec}" + (f"; W&B report: {url}" if url else ""))
 
 

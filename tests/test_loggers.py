@@ -1,6 +1,10 @@
 """W&B mode selection never needs a server, and a logger entry that yields nothing is skipped."""
 
+import http.server
 import os
+import socket
+import threading
+import time
 
 import pytest
 from lightning.pytorch.loggers import CSVLogger
@@ -38,7 +42,36 @@ def test_login_without_reachable_server_goes_offline(monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.invalid")
     monkeypatch.setattr(L, "can_reach", lambda host, *a, **k: False)
-    assert L.wandb_mode() == ("offline", "cannot reach wandb.example.invalid")
+    assert L.wandb_mode() == ("offline", "no answer from wandb.example.invalid:443 within 3 s")
+
+
+@pytest.mark.parametrize("url, address", [("https://api.wandb.ai", ("api.wandb.ai", 443)),
+                                          ("http://wandb.lab", ("wandb.lab", 80)),
+                                          ("http://127.0.0.1:8080", ("127.0.0.1", 8080))])
+def test_the_server_address_has_the_urls_port_or_its_schemes(monkeypatch, url, address):
+    monkeypatch.setenv("WANDB_BASE_URL", url)
+    assert L.wandb_address() == address
+
+
+def test_a_self_hosted_server_on_its_own_port_is_used_and_a_silent_one_is_not(monkeypatch):
+    """Reachable means an HTTP answer (any status) from the URL's own port; a server that accepts connections and
+    never answers is not reachable."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)  # answers 501
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        assert L.wandb_mode() == ("online", None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (the backlog), never answers
+        port = silent.getsockname()[1]
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+        started = time.monotonic()
+        assert L.wandb_mode(timeout=0.5) == ("offline", f"no answer from 127.0.0.1:{port} within 0.5 s")
+        assert time.monotonic() - started < 5
 
 
 def test_netrc_login_is_found(monkeypatch, tmp_path):

@@ -9,17 +9,15 @@ validation loss), else `checkpoints/last.ckpt`. The file is read with `weights_o
 containers only) and the `_target_` must name an `nn.Module` class, so a checkpoint cannot run code.
 """
 
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from torch import nn
 
+from nst_research.checkpoint_files import read_checkpoint
 from nst_research.errors import UserInputError
 
 NETWORK_KEY = "network"
@@ -64,10 +62,9 @@ def load_network(path: Path) -> nn.Module:
     """The trained network of a checkpoint or run directory, in eval mode on the CPU."""
     path = checkpoint_file(Path(path).expanduser())
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserInputError(f"cannot read checkpoint {path} ({reason}); {FIX}") from None
+        checkpoint = read_checkpoint(path)
+    except UserInputError as error:
+        raise UserInputError(f"{error}; {FIX}") from None
     hyper_parameters = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     config = hyper_parameters.get(NETWORK_KEY) if isinstance(hyper_parameters, dict) else None
     if not isinstance(config, dict) or not isinstance(checkpoint.get("state_dict"), dict):

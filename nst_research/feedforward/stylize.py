@@ -21,12 +21,15 @@ import warnings
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
+from nst_research.atomic import write_atomic
 from nst_research.data.files import image_files
-from nst_research.errors import UserInputError
+from nst_research.errors import UserInputError, environment_fault
 from nst_research.feedforward.checkpoint import load_network
 from nst_research.nst.images import MIN_IMAGE_SIZE, load_image, save_image
+from nst_research.nst.sources import MAX_MEGAPIXELS
 
 SUFFIX = "_stylized.png"
 EXPORTS = {"torchscript": "network.pt", "onnx": "network.onnx"}
@@ -57,6 +60,23 @@ def output_paths(files: list[Path], out: Path) -> list[Path]:
     return [out / (path.stem + SUFFIX) for path in files]
 
 
+def check_sizes(files: list[Path], size: int | None, max_megapixels: float) -> None:
+    """Each image as it will be stylised (its long side `size`, if given) is within `max_megapixels`, from the
+    files' headers alone (an unreadable file is reported when it is read)."""
+    for path in files:
+        try:
+            with Image.open(path) as opened:
+                width, height = opened.size
+        except (OSError, ValueError):
+            continue
+        if size is not None:
+            width, height = round(width * size / max(width, height)), round(height * size / max(width, height))
+        megapixels = width * height / 1e6
+        if megapixels > max_megapixels:
+            raise UserInputError(f"{path} would be stylised at {width}x{height} ({megapixels:.0f} MP), over "
+                                 f"--max-megapixels {max_megapixels:g}; give a smaller --size, or raise the limit")
+
+
 @torch.no_grad()
 def stylize(network: nn.Module, image: Tensor) -> Tensor:
     """The network's output for a (1, 3, H, W) image in [0, 1], on the network's device, back on the CPU."""
@@ -68,8 +88,7 @@ def export_torchscript(network: nn.Module, path: Path) -> None:
     with warnings.catch_warnings():  # torch.jit is deprecated in favour of torch.export; its files still load in C++
         warnings.simplefilter("ignore", FutureWarning)
         scripted = torch.jit.script(network.cpu())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scripted.save(str(path))
+        write_atomic(path, lambda f: torch.jit.save(scripted, f))  # whole or not at all, even on a full disk
 
 
 def check_onnx_exporter() -> None:
@@ -95,6 +114,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("images", nargs="*", help="image files or folders (searched recursively)")
     parser.add_argument("--size", type=int, default=None, help="long side in pixels (default: each image's own size)")
     parser.add_argument("--out", type=Path, default=Path("stylized"), help="output folder (default: stylized)")
+    parser.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
+                        help=f"refuse images that would be stylised larger than this (default: {MAX_MEGAPIXELS:g})")
     parser.add_argument("--export", choices=sorted(EXPORTS), action="append", default=[],
                         help="also write the network as TorchScript (network.pt) or ONNX (network.onnx)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -112,6 +133,9 @@ def run(args: argparse.Namespace) -> None:
     network = load_network(Path(args.checkpoint))
     files = input_files(args.images)
     outputs = output_paths(files, args.out)
+    if args.out.exists() and not args.out.is_dir():
+        raise UserInputError(f"--out {args.out} is a file; give a folder (it is made if missing)")
+    check_sizes(files, args.size, args.max_megapixels)
     for path in files:  # every image must read before anything is written
         load_image(str(path))
     try:
@@ -136,4 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a read-only or full folder: the machine's fault, not the input's
+        if environment_fault(error) is None:
+            raise
+        print(f"error: {environment_fault(error)}", file=sys.stderr)
+        return 1
     return 0

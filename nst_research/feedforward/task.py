@@ -14,9 +14,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from nst_research.checkpoint_files import newest_readable
 from nst_research.errors import UserInputError
 from nst_research.feedforward.data import PhotoDataModule
 from nst_research.feedforward.module import FeedForwardModule
@@ -28,6 +29,7 @@ from nst_research.nst.results import eval_headline, without_empty_eval
 from nst_research.nst.styles import blend_weights, style_list
 from nst_research.nst.task import build_judge, build_objective
 from nst_research.parts import build, make_trainer
+from nst_research.tracking.checkpoints import AtomicCheckpointIO, RunModelCheckpoint
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.results import Artifact, RunResults
 
@@ -97,19 +99,20 @@ def load_styles(cfg: DictConfig) -> tuple[list[str], list[torch.Tensor], list[fl
     return names, images, blend_weights(len(images), blend)
 
 
-def resume_checkpoint(run_dir: Path) -> Path:
-    """The newest Lightning checkpoint of a feed-forward run (the one written on interruption, else last.ckpt)."""
+def resume_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest Lightning checkpoint of a feed-forward run that reads (the one written on interruption, else
+    last.ckpt), and its contents."""
     candidates = [run_dir / "checkpoints" / f"{name}.ckpt" for name in ("interrupted", "last")]
     candidates = [path for path in candidates if path.is_file()]
     if not candidates:
         raise UserInputError(f"resume={run_dir}: no checkpoints/last.ckpt there; give the directory of a "
                              "feed-forward run")
-    return max(candidates, key=lambda path: path.stat().st_mtime)
+    return newest_readable(candidates)
 
 
-def check_more_steps(ckpt_path: Path, max_steps: int) -> None:
+def check_more_steps(checkpoint: dict[str, Any], max_steps: int) -> None:
     """A resumed run must have steps left to take."""
-    done = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("global_step", 0)
+    done = checkpoint.get("global_step", 0)
     if max_steps != -1 and done >= max_steps:
         raise UserInputError(f"resume: that run already has {done} steps; ask for more, e.g. "
                              f"trainer.max_steps={2 * done}")
@@ -153,21 +156,22 @@ def run(cfg: DictConfig) -> FeedForwardResults:
     checkpoint up to `trainer.max_steps` (or `trainer.max_epochs`)."""
     check_run_settings(cfg)
     judge = build_judge(cfg)
-    ckpt_path = resume_checkpoint(Path(cfg.resume)) if cfg.get("resume") else None
-    if ckpt_path is not None:
-        check_more_steps(ckpt_path, cfg.trainer.max_steps)
+    ckpt_path = None
+    if cfg.get("resume"):
+        ckpt_path, checkpoint = resume_checkpoint(Path(cfg.resume))
+        check_more_steps(checkpoint, cfg.trainer.max_steps)
     output_dir = Path(cfg.output_dir)
     folder = output_dir / "checkpoints"
     options = {"dirpath": folder, "enable_version_counter": False}  # each name is one file, overwritten
-    best = ModelCheckpoint(filename="best", monitor=MONITOR, mode="min", save_top_k=1, **options)
-    last = ModelCheckpoint(filename="last", **options)  # no monitor: the latest validation's state
+    best = RunModelCheckpoint(filename="best", monitor=MONITOR, mode="min", save_top_k=1, **options)
+    last = RunModelCheckpoint(filename="last", **options)  # no monitor: the latest validation's state
     on_interrupt = OnExceptionCheckpoint(dirpath=folder, filename="interrupted")
     callbacks = [best, last, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
     extra_callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
     # The trainer first: a device this machine lacks is refused at once, and under DDP it knows this
     # process's rank before any file or logger.
     trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
-                           callbacks=callbacks + extra_callbacks)
+                           callbacks=callbacks + extra_callbacks, plugins=[AtomicCheckpointIO()])
     check_launch(cfg, trainer)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     photos, module, names = build_parts(cfg, output_dir, judge)
@@ -182,7 +186,7 @@ def run(cfg: DictConfig) -> FeedForwardResults:
     return run.results
 
 
-def save_outcome(module: FeedForwardModule, trainer: pl.Trainer, best: ModelCheckpoint | None, status: str,
+def save_outcome(module: FeedForwardModule, trainer: pl.Trainer, best: RunModelCheckpoint | None, status: str,
                  error: str | None, output_dir: Path, describe: dict[str, Any]) -> FeedForwardResults:
     """Score and judge the network as it stands (finished or not) on the held-out images and save its grid; the
     results."""

@@ -12,15 +12,17 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from nst_research.checkpoint_files import newest_readable
 from nst_research.data.base import ImageDataModule
 from nst_research.errors import UserInputError
 from nst_research.gan.losses import GANLoss
 from nst_research.gan.metric import frechet_distance, frechet_metric, load_classifier
 from nst_research.gan.module import METRIC_KEY, GANModule
 from nst_research.parts import build, make_trainer
+from nst_research.tracking.checkpoints import AtomicCheckpointIO, RunModelCheckpoint
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.results import Artifact, RunResults
 
@@ -98,12 +100,12 @@ def check_launch(cfg: DictConfig, trainer: pl.Trainer) -> None:
 
 
 def resume_checkpoint(run_dir: Path) -> Path:
-    """The newest Lightning checkpoint of a GAN run (the one written on interruption, else last.ckpt)."""
+    """The newest Lightning checkpoint of a GAN run that reads (the one written on interruption, else last.ckpt)."""
     candidates = [p for p in (run_dir / "checkpoints" / "interrupted.ckpt", run_dir / "checkpoints" / "last.ckpt")
                   if p.is_file()]
     if not candidates:
         raise UserInputError(f"resume={run_dir}: no checkpoints/last.ckpt there; give the directory of a GAN run")
-    return max(candidates, key=lambda p: p.stat().st_mtime)
+    return newest_readable(candidates)[0]
 
 
 def run(cfg: DictConfig) -> GANResults:
@@ -113,7 +115,7 @@ def run(cfg: DictConfig) -> GANResults:
     ckpt_path = resume_checkpoint(Path(cfg.resume)) if cfg.get("resume") else None
     loss = make_loss(cfg.gan)
     output_dir = Path(cfg.output_dir)
-    checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor=METRIC_KEY,
+    checkpoint = RunModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor=METRIC_KEY,
                                  mode="min", save_last=True, save_top_k=1)
     on_interrupt = OnExceptionCheckpoint(dirpath=output_dir / "checkpoints", filename="interrupted")
     callbacks = [checkpoint, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
@@ -121,7 +123,7 @@ def run(cfg: DictConfig) -> GANResults:
     # The trainer first: a device this machine lacks is refused at once, and under DDP it knows this
     # process's rank before any file or logger.
     trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
-                           callbacks=callbacks + extra_callbacks)
+                           callbacks=callbacks + extra_callbacks, plugins=[AtomicCheckpointIO()])
     check_launch(cfg, trainer)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     generator, discriminator = build(cfg.gan.generator), build(cfg.gan.discriminator)
@@ -156,7 +158,7 @@ def run(cfg: DictConfig) -> GANResults:
 
 
 def save_outcome(module: GANModule, trainer: pl.Trainer, status: str, error: str | None, metric: dict[str, Any],
-                 checkpoint: ModelCheckpoint | None, output_dir: Path, describe: dict[str, Any]) -> GANResults:
+                 checkpoint: RunModelCheckpoint | None, output_dir: Path, describe: dict[str, Any]) -> GANResults:
     """Save the final grid (finished or not); the run's results."""
     module.save_samples(output_dir / "samples.png")
     if checkpoint is not None and checkpoint.best_model_score is not None:

@@ -142,7 +142,11 @@ class StyleTransferModule(pl.LightningModule):
         parameters = list(self.parameterization.parameters())
         optimizer = self.optimizer_factory(parameters)
         if self.resumed_optimizer is not None:  # resumed, or carried from the coarser scale (resized)
+            settings = [{key: value for key, value in group.items() if key != "params"}
+                        for group in optimizer.param_groups]
             optimizer.load_state_dict(resize_state(self.resumed_optimizer, parameters))
+            for group, configured in zip(optimizer.param_groups, settings, strict=True):
+                group.update(configured)  # the state continues; the settings are this run's (a resume may change lr)
         return optimizer
 
     @property

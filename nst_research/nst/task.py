@@ -16,6 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from nst_research.checkpoint_files import read_checkpoint
 from nst_research.errors import RunDiverged, UserInputError
 from nst_research.judge.judge import FeatureJudge
 from nst_research.judge.runs import RunJudge, metrics
@@ -92,7 +93,7 @@ def load_resume(run_dir: Path) -> StyleTransferCheckpoint:
     checkpoint = run_dir / "checkpoint.pt"
     if not checkpoint.is_file():
         raise UserInputError(f"resume={run_dir}: no checkpoint.pt there; give the directory of a style-transfer run")
-    return torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return read_checkpoint(checkpoint)
 
 
 def input_loader(cfg: DictConfig) -> Callable[[int], StyleTransferInputs]:

@@ -12,7 +12,6 @@ objective, and otherwise by the fixed judge's score (`eval.score` in results.jso
 """
 
 import csv
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from torchvision.utils import make_grid
 
 from nst_research.atomic import write_atomic
 from nst_research.errors import UserInputError
-from nst_research.tracking.results import lookup
+from nst_research.tracking.results import lookup, read_results
 
 TOTAL = ("total loss", ("final_losses", "total"))
 SCORE = ("eval score", ("eval", "score"))
@@ -85,8 +84,7 @@ def find_runs(path: Path) -> list[Run]:
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
         config_file = directory / "config.yaml"
         config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
-        runs.append(Run(directory, json.loads((directory / "results.json").read_text()), overrides or [],
-                        config=config or {}))
+        runs.append(Run(directory, read_results(directory / "results.json"), overrides or [], config=config or {}))
     label_runs(runs)
     return runs
 

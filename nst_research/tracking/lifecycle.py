@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from nst_research.atomic import write_atomic
 from nst_research.errors import RunDiverged
 from nst_research.tracking.loggers import finish_loggers, instantiate_loggers, publish
 from nst_research.tracking.results import RunResults, read_results, write_results
@@ -90,7 +91,8 @@ class RunLifecycle:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if self.primary:  # the config that makes this run from scratch: a resumed run's without `resume`
             saved = {**self.config, "resume": None} if "resume" in self.config else dict(self.config)
-            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+            text = yaml.safe_dump(saved, sort_keys=False)
+            write_atomic(self.output_dir / "config.yaml", lambda f: f.write(text.encode()))
         self.loggers = instantiate_loggers(self.logger_nodes)
         hyperparameters = experiment_config(self.config)
         for logger in self.loggers:

@@ -13,7 +13,9 @@ import csv
 import io
 import netrc
 import os
-import socket
+import shutil
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,14 @@ from nst_research.tracking.console import notice
 from nst_research.tracking.results import Artifact
 
 
-def wandb_host() -> str:
-    return urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+def wandb_url() -> str:
+    return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+
+
+def wandb_address() -> tuple[str, int]:
+    """The W&B server's host and port, from WANDB_BASE_URL: its own port, else its scheme's (80 for http)."""
+    url = urlparse(wandb_url())
+    return url.hostname or "api.wandb.ai", url.port or (80 if url.scheme == "http" else 443)
 
 
 def has_wandb_login(host: str) -> bool:
@@ -43,24 +51,29 @@ def has_wandb_login(host: str) -> bool:
         return False
 
 
-def can_reach(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+def can_reach(url: str, timeout: float = 3.0) -> bool:
+    """Whether the server at `url` (its scheme, host and port) answers HTTP within `timeout` seconds, with any
+    status: a server that accepts connections and never answers does not count."""
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
         return True
-    except OSError:
+    except (OSError, ValueError):  # refused, unknown host, timed out (URLError and socket timeouts are OSErrors)
         return False
 
 
-def wandb_mode() -> tuple[str, str | None]:
-    """('online' | 'offline' | 'disabled', why not online, or None when online)."""
+def wandb_mode(timeout: float = 3.0) -> tuple[str, str | None]:
+    """('online' | 'offline' | 'disabled', why not online, or None when online). The server must answer within
+    `timeout` seconds."""
     requested = os.environ.get("WANDB_MODE")
     if requested in ("offline", "disabled", "dryrun"):
         return ("offline" if requested == "dryrun" else requested), f"WANDB_MODE={requested}"
-    host = wandb_host()
+    host, port = wandb_address()
     if not has_wandb_login(host):
         return "offline", "no login found (run `wandb login` to log online)"
-    if not can_reach(host):
-        return "offline", f"cannot reach {host}"
+    if not can_reach(wandb_url(), timeout):
+        return "offline", f"no answer from {host}:{port} within {timeout:g} s"
     return "online", None
 
 
@@ -78,26 +91,35 @@ def previous_run_id(save_dir: str | Path) -> str | None:
     return runs[-1].name.rsplit("-", 1)[-1] if runs else None
 
 
-def wandb_logger(**kwargs: Any) -> Logger | None:
+def wandb_logger(start_timeout: float = 10.0, **kwargs: Any) -> Logger | None:
     """A started `WandbLogger`: online when possible, else offline, else None (the run goes on).
+    An online start that takes over `start_timeout` seconds (a server that never answers) gives up and logs
+    offline, into a W&B run that `wandb sync` uploads later.
     On DDP ranks other than zero, an idle one: Lightning's rank-zero guard keeps it from starting a run.
     A directory that already holds a W&B run (a resumed run) continues that run, with the same id."""
     mode, reason = wandb_mode()
     if mode == "disabled":
         return None
+    import wandb
+
     if rank_zero_only.rank != 0:  # one W&B run per training, not one per process
         return WandbLogger(**kwargs)
     os.environ.setdefault("WANDB_SILENT", "true")  # our one notice instead of W&B's banners and summary
     if (run_id := previous_run_id(kwargs.get("save_dir", "."))) is not None:
         kwargs = {**kwargs, "id": run_id, "resume": "allow"}
     requested = os.environ.get("WANDB_MODE")
+    folder = Path(kwargs.get("save_dir", "."), "wandb")
     for offline in ([False, True] if mode == "online" else [True]):
+        earlier = set(folder.glob("*run-*"))
+        start = {"mode": "offline"} if offline else {"settings": wandb.Settings(init_timeout=start_timeout)}
         try:
-            logger = WandbLogger(offline=offline, **kwargs)
+            logger = WandbLogger(offline=offline, **start, **kwargs)
             getattr(logger, "_wandb_init", {}).pop("anonymous", None)  # Lightning passes it; W&B warns about it
             run = logger.experiment  # starts the run now, so failures surface here, not mid-run
         except Exception as error:  # W&B must never stop a run
-            reason = f"W&B failed to start ({type(error).__name__}: {error})"
+            reason = f"W&B failed to start ({type(error).__name__}: {first_line(str(error))})"
+            for unstarted in set(folder.glob("*run-*")) - earlier:  # an empty folder whose id a resume would take
+                shutil.rmtree(unstarted, ignore_errors=True)
             continue
         finally:  # WandbLogger(offline=True) sets WANDB_MODE; the next job of a multirun decides afresh
             restore_env("WANDB_MODE", requested)
@@ -108,6 +130,10 @@ def wandb_logger(**kwargs: Any) -> Logger | None:
         return logger
     notice(f"{reason}; continuing without W&B (losses are still logged locally)")
     return None
+
+
+def first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0]
 
 
 STEP_METRIC = "trainer/global_step"  # the x-axis: the run's step (across scales and resumes) as each task logs it

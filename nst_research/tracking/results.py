@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nst_research.atomic import write_atomic
+from nst_research.errors import UserInputError
 
 STATUSES = ("completed", "failed", "interrupted", "diverged")
 
@@ -64,5 +65,15 @@ def lookup(record: Any, path: Sequence[str]) -> Any:
 
 
 def read_results(path: Path) -> dict[str, Any]:
-    """A results.json as a dict ({} when there is none)."""
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """A results.json as a dict ({} when there is none); a damaged one is a UserInputError naming it."""
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserInputError(f"cannot read {path}: it is damaged ({error}); restore it, or move that run "
+                             "aside") from None
+    if not isinstance(record, dict):
+        raise UserInputError(f"cannot read {path}: it holds a {type(record).__name__}, not a run's results; restore "
+                             "it, or move that run aside")
+    return record
