@@ -90,3 +90,14 @@ def test_judge_none_leaves_no_eval(compose_at, tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert "eval" not in saved and all("eval" not in scale for scale in saved["scales"])
     assert not any("eval/" in key for key in csv_rows(tmp_path)[0])
+
+
+def test_along_style_weight_style_falls_and_content_rises(compose_at, tmp_path):
+    """A batched sweep of three style weights, 10x apart: on the judge's plane each heavier weight takes more
+    style (lower eval/style) and keeps less content (higher eval/content). (At 48 px the style distance stops
+    falling past about 1e5.)"""
+    cfg = compose_at(["batch_sweep=true", "optimizer=adam", "optimizer.lr=0.02", "style_weight=[1e3,1e4,1e5]",
+                      "image_size=48", "iterations=40", "logger=none"], tmp_path)
+    judged = [run.eval for run in run_nst_task(cfg).runs]
+    styles, contents = [e["style"] for e in judged], [e["content"] for e in judged]
+    assert styles == sorted(styles, reverse=True) and contents == sorted(contents), judged
