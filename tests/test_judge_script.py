@@ -34,8 +34,9 @@ def test_a_run_directory_is_judged_against_its_own_inputs_as_the_run_was(compose
     results = run_nst_task(compose_cfg(["image_size=48", "iterations=3", "logger=none"], run_dir))
     capsys.readouterr()  # the run's progress bar
     [record] = judge_json(capsys, str(run_dir))["images"]
-    for key in ("content", "style", "color", "content_ssim"):  # result.png is the run's image in 8 bits
-        assert record[key] == pytest.approx(results.eval[key], rel=0.02, abs=1e-3), key
+    # the run judged its image as result.png holds it, against the same inputs: the same numbers
+    assert {key: record[key] for key in results.eval if key != "judge"} == {
+        key: value for key, value in results.eval.items() if key != "judge"}
     table_out = main([str(run_dir), str(run_dir / "content.png"), "--content", str(run_dir / "content.png"),
                       "--style", "coffee"])
     assert table_out == 0
