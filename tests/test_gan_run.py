@@ -53,6 +53,12 @@ def test_cli_run_results_json(cli_run):
         assert isinstance(metric[key], float) and metric[key] >= 0, key
     assert metric["best"] <= metric["final"] + 1e-6 and metric["floor"] < metric["initial"]
     assert metric["classifier_accuracy"] >= 0.95 and metric["samples"] == 64
+    knn = results["sample_metrics"]
+    assert knn["k"] == 5
+    for key in ("initial", "final", "real_vs_real"):
+        assert set(knn[key]) == {"precision", "recall", "density", "coverage"}, key
+        assert all(0 <= value <= 1 for name, value in knn[key].items() if name != "density"), knn
+    assert knn["real_vs_real"]["recall"] > knn["initial"]["recall"]  # the untrained generator lacks variety
     assert results["result"] == "samples.png"
 
 
@@ -73,7 +79,8 @@ def test_cli_run_logs(cli_run):
     _, run_dir = cli_run
     rows = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
     logged = {key for row in rows for key, value in row.items() if value}
-    assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "val/frechet_distance"} <= logged
+    assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "val/frechet_distance", "val/precision",
+            "val/recall", "val/density", "val/coverage"} <= logged
     assert len([row for row in rows if row.get("val/frechet_distance")]) == EPOCHS + 2  # before, each epoch, after
     wandb_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 1
@@ -101,6 +108,7 @@ def test_failed_run_still_writes_results(compose_cfg, tmp_path, tmp_path_factory
     ("gan.noise=cauchy", "gan.noise=cauchy: choose uniform or normal"),
     ("gan.loss=wgan", "gan.loss=wgan is not a GAN loss"),
     ("gan.image_size=48", "image_size=48: DCGAN64 makes 32x32 or 64x64 images"),
+    ("metric.k=1000", "metric.samples=1000 must be above metric.k=1000"),
     ("gan=_common", "gan.generator or gan.discriminator is not set; choose a gan= option that sets both"),
 ])
 def test_bad_settings_are_clear_errors(compose_cfg, tmp_path, override, message):

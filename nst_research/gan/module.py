@@ -3,9 +3,9 @@
 Each training batch is one discriminator step; every `d_steps`-th batch is also one generator step
 (so `d_steps=5` is WGAN-GP's five critic updates per generator update, each on its own real batch).
 A grid of samples from one fixed noise batch is saved every `sample_every` generator steps; each
-validation scores samples from another fixed noise batch with the Frechet distance. Under DDP, rank
-zero alone saves the grids and scores the metric (on the whole validation set, as on one device) and
-shares the value with the other processes.
+validation scores samples from another fixed noise batch with the Frechet distance, precision, recall,
+density and coverage (`SampleMetrics`). Under DDP, rank zero alone saves the grids and scores the
+metrics (on the whole validation set, as on one device) and shares the values with the other processes.
 """
 
 from collections.abc import Callable, Iterator
@@ -17,10 +17,10 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
-from torchmetrics.image.fid import FrechetInceptionDistance
 from torchvision.utils import make_grid, save_image
 
 from nst_research.gan.losses import GANLoss, gradient_penalty
+from nst_research.gan.metric import SampleMetrics
 from nst_research.tracking.loggers import log_images
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -53,10 +53,11 @@ def sample_noise(shape: tuple[int, ...], distribution: str, generator: torch.Gen
 class GANModule(pl.LightningModule):
     """A generator and a discriminator trained against each other with `loss` (see `nst_research.gan.losses`).
 
-    `metric` (optional) is a Frechet distance whose real features `set_reference` fills once.
+    `metric` (optional) scores samples against real images whose features `set_reference` computes once.
     Logged: train/d_loss, train/g_loss, train/d_real and train/d_fake (mean D(x) and D(G(z)): a
     probability for bce, the raw score otherwise), train/gradient_penalty (wgan_gp, or any loss given a
-    gradient penalty weight), val/frechet_distance. The training values reach Lightning only on the
+    gradient penalty weight), val/frechet_distance, val/precision, val/recall, val/density and
+    val/coverage. The training values reach Lightning only on the
     steps it logs; `final_losses` gives the last batch's.
     """
 
@@ -64,7 +65,7 @@ class GANModule(pl.LightningModule):
                  generator_optimizer: OptimizerFactory, discriminator_optimizer: OptimizerFactory, *,
                  noise: str = "uniform", d_steps: int = 1, gradient_clip_val: float | None = None,
                  gradient_clip_algorithm: str = "norm", sample_every: int = 100, grid_size: int = 64,
-                 output_dir: Path | None = None, metric: FrechetInceptionDistance | None = None,
+                 output_dir: Path | None = None, metric: SampleMetrics | None = None,
                  noise_seed: int = 0) -> None:
         super().__init__()
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
@@ -162,11 +163,9 @@ class GANModule(pl.LightningModule):
         save_image(grid, path)
         log_images(self.loggers, "samples", [grid.cpu()], self.generator_steps)
 
-    def set_reference(self, real: Tensor, batch_size: int = 500) -> None:
+    def set_reference(self, real: Tensor) -> None:
         """Compute the real images' features once; every validation compares samples with them."""
-        with torch.no_grad():
-            for batch in real.split(batch_size):
-                self.metric.update(batch.to(self.device), real=True)
+        self.metric.set_reference(real)
 
     def on_validation_epoch_start(self) -> None:
         self.metric_noise = torch.Generator().manual_seed(self.metric_seed)
@@ -177,18 +176,18 @@ class GANModule(pl.LightningModule):
         if self.metric is None or not self.trainer.is_global_zero:
             return
         noise = sample_noise((batch[0].shape[0], self.generator.noise_dim), self.noise, self.metric_noise)
-        self.metric.update(self.generator(noise.to(self.device)), real=False)
+        self.metric.update(self.generator(noise.to(self.device)))
 
     def on_validation_epoch_end(self) -> None:
         if self.metric is None:
             return
-        value = None
-        if self.trainer.is_global_zero and self.metric.fake_features_num_samples >= 2:
-            value = self.metric.compute().item()
-            self.metric.reset()  # the fake features only: the real ones are kept
-        value = self.trainer.strategy.broadcast(value, src=0)  # every process logs it: the checkpoint callback reads it
-        if value is not None:
-            self.log(METRIC_KEY, value, sync_dist=True)  # the same value everywhere: the mean changes nothing
+        values = None
+        if self.trainer.is_global_zero and self.metric.samples > self.metric.k:
+            values = self.metric.compute()
+        values = self.trainer.strategy.broadcast(values, src=0)  # every process logs them: the checkpoint callback
+        if values is not None:                                    # reads the Frechet distance
+            # the same values everywhere: the mean changes nothing
+            self.log_dict({f"val/{name}": value for name, value in values.items()}, sync_dist=True)
             self.log("step", float(self.generator_steps), sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -18,17 +18,20 @@ from omegaconf import DictConfig, OmegaConf
 from nst_research.data.base import ImageDataModule
 from nst_research.errors import UserInputError
 from nst_research.gan.losses import GANLoss
-from nst_research.gan.metric import frechet_distance, frechet_metric, load_classifier
+from nst_research.gan.metric import SampleMetrics, load_classifier
 from nst_research.gan.module import METRIC_KEY, GANModule
 from nst_research.parts import build, make_trainer
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.results import Artifact, RunResults
 
+KNN_METRICS = ("precision", "recall", "density", "coverage")
+
 
 @dataclass(kw_only=True)
 class GANResults(RunResults):
     """results.json of a GAN training: steps, the last training losses, the Frechet distance
-    (`initial`, `final`, `best`, the real-vs-real `floor`) and the checkpoints written."""
+    (`initial`, `final`, `best`, the real-vs-real `floor`), precision, recall, density and coverage
+    (`sample_metrics`: `initial`, `final` and `real_vs_real`, with their `k`) and the checkpoints written."""
 
     task: str = "gan"
     gan: str = ""
@@ -41,11 +44,13 @@ class GANResults(RunResults):
     processes: int = 1
     final_losses: dict[str, float] = field(default_factory=dict)
     frechet_distance: dict[str, Any] = field(default_factory=dict)
+    sample_metrics: dict[str, Any] = field(default_factory=dict)
     checkpoints: dict[str, str] = field(default_factory=dict)
 
     def headline(self) -> dict[str, Any]:
+        final = self.sample_metrics.get("final") or {}
         return {**{f"frechet_distance/{k}": self.frechet_distance.get(k) for k in ("final", "best", "floor")},
-                "generator_steps": self.generator_steps}
+                **{name: final.get(name) for name in KNN_METRICS}, "generator_steps": self.generator_steps}
 
     def artifacts(self) -> list[Artifact]:
         """The result (samples.png, results.json, config.yaml) and the checkpoints as a `model` artifact:
@@ -57,9 +62,13 @@ class GANResults(RunResults):
 
 def check_run_settings(cfg: DictConfig) -> None:
     for key, value in (("sample_every", cfg.sample_every), ("grid_size", cfg.grid_size),
-                       ("gan.d_steps", cfg.gan.d_steps), ("metric.samples", cfg.metric.samples)):
+                       ("gan.d_steps", cfg.gan.d_steps), ("metric.samples", cfg.metric.samples),
+                       ("metric.k", cfg.metric.k)):
         if not isinstance(value, int) or value < 1:
             raise UserInputError(f"{key}={value} must be an integer >= 1")
+    if cfg.metric.samples <= cfg.metric.k:
+        raise UserInputError(f"metric.samples={cfg.metric.samples} must be above metric.k={cfg.metric.k}: "
+                             "each sample's k nearest neighbours are among the others")
     if cfg.gan.noise not in ("uniform", "normal"):
         raise UserInputError(f"gan.noise={cfg.gan.noise}: choose uniform or normal")
     if cfg.gan.gradient_clip_algorithm not in ("norm", "value"):
@@ -131,32 +140,43 @@ def run(cfg: DictConfig) -> GANResults:
     classifier, accuracy = load_classifier(cfg.metric.cache_dir)
     reference, other_half = datamodule.reference_halves()
 
+    scorer = SampleMetrics(classifier, k=cfg.metric.k)
     module: GANModule = build(cfg.module)(generator, discriminator, loss, build(cfg.gan.optimizer.generator),
                                           build(cfg.gan.optimizer.discriminator), output_dir=output_dir,
-                                          metric=frechet_metric(classifier))
+                                          metric=scorer)
     module.set_reference(reference)
-    metric = {"initial": None, "final": None, "best": None,
-              "floor": frechet_distance(classifier, reference, other_half),
+    real_vs_real = scorer.compare(reference, other_half)
+    metric = {"initial": None, "final": None, "best": None, "floor": real_vs_real["frechet_distance"],
               "samples": cfg.metric.samples, "classifier_accuracy": round(accuracy, 4)}
+    knn = {"initial": None, "final": None, "real_vs_real": {name: real_vs_real[name] for name in KNN_METRICS},
+           "k": cfg.metric.k}
     describe = {"gan": cfg.gan.name, "loss": cfg.gan.loss, "data": datamodule.name, "seed": cfg.seed}
 
     with RunLifecycle(output_dir, OmegaConf.to_container(cfg, resolve=True), cfg.get("logger"), task="gan",
                       primary=trainer.is_global_zero) as run:
-        run.on_finish(lambda status, error: save_outcome(module, trainer, status, error, metric,
+        run.on_finish(lambda status, error: save_outcome(module, trainer, status, error, metric, knn,
                                                          checkpoint if callbacks else None, output_dir, describe))
         trainer.loggers = run.loggers
         if ckpt_path is None:
-            metric["initial"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0][METRIC_KEY]
+            metric["initial"], knn["initial"] = validate(trainer, module, datamodule)
             module.save_samples(output_dir / "samples" / "step_000000.png")
         else:
             metric["initial"] = run.previous.get("frechet_distance", {}).get("initial")
+            knn["initial"] = run.previous.get("sample_metrics", {}).get("initial")
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        metric["final"] = trainer.validate(module, datamodule=datamodule, verbose=False)[0][METRIC_KEY]
+        metric["final"], knn["final"] = validate(trainer, module, datamodule)
     return run.results
 
 
+def validate(trainer: pl.Trainer, module: GANModule, datamodule: ImageDataModule) -> tuple[float, dict[str, float]]:
+    """Score the generator now: its Frechet distance, and its precision, recall, density and coverage."""
+    scores = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    return scores[METRIC_KEY], {name: scores[f"val/{name}"] for name in KNN_METRICS}
+
+
 def save_outcome(module: GANModule, trainer: pl.Trainer, status: str, error: str | None, metric: dict[str, Any],
-                 checkpoint: ModelCheckpoint | None, output_dir: Path, describe: dict[str, Any]) -> GANResults:
+                 knn: dict[str, Any], checkpoint: ModelCheckpoint | None, output_dir: Path,
+                 describe: dict[str, Any]) -> GANResults:
     """Save the final grid (finished or not); the run's results."""
     module.save_samples(output_dir / "samples.png")
     if checkpoint is not None and checkpoint.best_model_score is not None:
@@ -167,7 +187,7 @@ def save_outcome(module: GANModule, trainer: pl.Trainer, status: str, error: str
     return GANResults(status=status, error=error, result="samples.png", epochs=trainer.current_epoch,
                       generator_steps=module.generator_steps, discriminator_steps=module.discriminator_steps,
                       device=str(module.device), processes=trainer.world_size, final_losses=module.final_losses(),
-                      frechet_distance=metric, checkpoints=checkpoints, **describe)
+                      frechet_distance=metric, sample_metrics=knn, checkpoints=checkpoints, **describe)
 
 
 def summary(results: GANResults) -> str:

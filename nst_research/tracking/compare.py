@@ -27,7 +27,8 @@ from nst_research.errors import UserInputError
 COLUMNS = {
     "nst": [("total loss", ("final_losses", "total")), ("content", ("final_losses", "content")),
             ("style", ("final_losses", "style"))],
-    "gan": [("Frechet distance", ("frechet_distance", "final")), ("floor", ("frechet_distance", "floor"))],
+    "gan": [("Frechet distance", ("frechet_distance", "final")), ("floor", ("frechet_distance", "floor")),
+            *((name, ("sample_metrics", "final", name)) for name in ("precision", "recall", "density", "coverage"))],
 }
 CURVES = {"nst": "loss/total", "gan": "val/frechet_distance"}
 TILE = 192  # px, the long side of each contact-sheet image
