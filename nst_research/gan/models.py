@@ -2,7 +2,9 @@
 
 Every generator maps noise (batch, noise_dim) to images (batch, channels, size, size) in [-1, 1]
 and exposes `noise_dim`, `channels` and `image_size`; every discriminator maps such images to one
-logit (or critic score) per image, shape (batch,).
+logit (or critic score) per image, shape (batch,). Every discriminator takes `spectral_norm`
+(`gan.discriminator.spectral_norm=true`): each of its weight layers divided by its largest singular value
+(Miyato et al., 2018), which bounds D's Lipschitz constant.
 """
 
 import math
@@ -10,6 +12,16 @@ from itertools import pairwise
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as normalise_spectrally
+
+
+def with_spectral_norm(module: nn.Module, enabled: bool) -> None:
+    """Miyato et al. (2018): reparametrise every conv and linear weight as W / sigma(W), sigma estimated by
+    one power iteration per training forward pass (PyTorch's parametrization)."""
+    if enabled:
+        for layer in list(module.modules()):
+            if isinstance(layer, nn.Conv2d | nn.Linear):
+                normalise_spectrally(layer)
 
 
 class MLPGenerator(nn.Module):
@@ -32,7 +44,8 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """Fully connected discriminator: Linear-LeakyReLU blocks through `hidden`, then Linear to one logit."""
 
-    def __init__(self, hidden: list[int], negative_slope: float, image_size: int = 28, channels: int = 1) -> None:
+    def __init__(self, hidden: list[int], negative_slope: float, image_size: int = 28, channels: int = 1,
+                 spectral_norm: bool = False) -> None:
         super().__init__()
         widths = [channels * image_size * image_size, *hidden]
         layers: list[nn.Module] = [nn.Flatten()]
@@ -40,6 +53,7 @@ class MLPDiscriminator(nn.Module):
             layers += [nn.Linear(n_in, n_out), nn.LeakyReLU(negative_slope)]
         layers.append(nn.Linear(widths[-1], 1))
         self.net = nn.Sequential(*layers)
+        with_spectral_norm(self, spectral_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)
@@ -70,13 +84,14 @@ class DCGAN28Discriminator(nn.Module):
     """28x28 DCGAN discriminator: conv 32 (5x5) - LeakyReLU - max-pool - conv 64 (5x5) - LeakyReLU -
     max-pool - FC 1024 - LeakyReLU - FC 1."""
 
-    def __init__(self, negative_slope: float = 0.01, channels: int = 1) -> None:
+    def __init__(self, negative_slope: float = 0.01, channels: int = 1, spectral_norm: bool = False) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(channels, 32, 5), nn.LeakyReLU(negative_slope), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 5), nn.LeakyReLU(negative_slope), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(64 * 4 * 4, 1024), nn.LeakyReLU(negative_slope), nn.Linear(1024, 1),
         )
+        with_spectral_norm(self, spectral_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)
@@ -126,7 +141,8 @@ class DCGAN64Discriminator(nn.Module):
     down to 4x4, then a 4x4 conv to one logit. `norm="none"` drops batch norm (for WGAN-GP, whose
     per-sample gradient penalty batch norm would couple)."""
 
-    def __init__(self, width: int = 64, image_size: int = 64, channels: int = 3, norm: str = "batch") -> None:
+    def __init__(self, width: int = 64, image_size: int = 64, channels: int = 3, norm: str = "batch",
+                 spectral_norm: bool = False) -> None:
         super().__init__()
         if norm not in ("batch", "none"):
             raise ValueError(f"norm={norm}: choose batch or none")
@@ -141,6 +157,7 @@ class DCGAN64Discriminator(nn.Module):
         layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False), nn.Flatten()]
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
+        with_spectral_norm(self, spectral_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)

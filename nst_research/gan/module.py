@@ -8,6 +8,7 @@ density and coverage (`SampleMetrics`). Under DDP, rank zero alone saves the gri
 metrics (on the whole validation set, as on one device) and shares the values with the other processes.
 """
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 from torchvision.utils import make_grid, save_image
 
-from nst_research.gan.losses import GANLoss, gradient_penalty
+from nst_research.gan.losses import GANLoss, gradient_penalty, r1_penalty
 from nst_research.gan.metric import SampleMetrics
 from nst_research.tracking.loggers import log_images
 
@@ -54,11 +55,15 @@ class GANModule(pl.LightningModule):
     """A generator and a discriminator trained against each other with `loss` (see `nst_research.gan.losses`).
 
     `metric` (optional) scores samples against real images whose features `set_reference` computes once.
+    `ema_decay` (optional, e.g. 0.999) keeps an exponential moving average of the generator's weights
+    (Yazici et al., 2019), updated after every generator step; the grids and the metrics use it, and it is
+    saved in checkpoints (`generator_ema.*`). `augment` (optional, e.g. `DiffAugment`) transforms every
+    image the discriminator sees, real and generated, penalties included.
     Logged: train/d_loss, train/g_loss, train/d_real and train/d_fake (mean D(x) and D(G(z)): a
     probability for bce, the raw score otherwise), train/gradient_penalty (wgan_gp, or any loss given a
-    gradient penalty weight), val/frechet_distance, val/precision, val/recall, val/density and
-    val/coverage. The training values reach Lightning only on the
-    steps it logs; `final_losses` gives the last batch's.
+    gradient penalty weight), train/r1_penalty (a loss with `r1_weight`), val/frechet_distance,
+    val/precision, val/recall, val/density and val/coverage. The training values reach Lightning only on
+    the steps it logs; `final_losses` gives the last batch's.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: GANLoss,
@@ -66,9 +71,13 @@ class GANModule(pl.LightningModule):
                  noise: str = "uniform", d_steps: int = 1, gradient_clip_val: float | None = None,
                  gradient_clip_algorithm: str = "norm", sample_every: int = 100, grid_size: int = 64,
                  output_dir: Path | None = None, metric: SampleMetrics | None = None,
-                 noise_seed: int = 0) -> None:
+                 noise_seed: int = 0, ema_decay: float | None = None, augment: nn.Module | None = None) -> None:
         super().__init__()
+        if ema_decay is not None and not 0 < ema_decay < 1:
+            raise ValueError(f"gan.ema_decay={ema_decay} must be between 0 and 1 (e.g. 0.999), or null for none")
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
+        self.ema_decay, self.augment = ema_decay, augment
+        self.generator_ema = None if ema_decay is None else copy.deepcopy(generator).requires_grad_(False)
         self.optimizer_factories = (discriminator_optimizer, generator_optimizer)
         self.noise, self.d_steps, self.sample_every = noise, d_steps, sample_every
         self.gradient_clip_val, self.gradient_clip_algorithm = gradient_clip_val, gradient_clip_algorithm
@@ -85,8 +94,25 @@ class GANModule(pl.LightningModule):
         make_d, make_g = self.optimizer_factories
         return [make_d(self.discriminator.parameters()), make_g(self.generator.parameters())]
 
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator that makes the grids and is scored: the moving average when there is one."""
+        return self.generator if self.generator_ema is None else self.generator_ema
+
     def forward(self, z: Tensor) -> Tensor:
-        return self.generator(z)
+        return self.sampler(z)
+
+    def critic(self, images: Tensor) -> Tensor:
+        """The discriminator's outputs on `images`, augmented first when the run augments."""
+        return self.discriminator(images if self.augment is None else self.augment(images))
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """average <- decay * average + (1 - decay) * weights; buffers (batch-norm statistics) copied."""
+        for average, weight in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
+            average.lerp_(weight, 1 - self.ema_decay)
+        for average, buffer in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            average.copy_(buffer)
 
     def random_noise(self, n: int) -> Tensor:
         return sample_noise((n, self.generator.noise_dim), self.noise, device=self.device)
@@ -104,18 +130,23 @@ class GANModule(pl.LightningModule):
         generator_step = (batch_idx + 1) % self.d_steps == 0
         with torch.set_grad_enabled(generator_step):  # G's graph only when G learns from this batch
             fake = self.generator(self.random_noise(real.shape[0]))
-        real_out, fake_out = self.discriminator(real), self.discriminator(fake.detach())
+        real_out, fake_out = self.critic(real), self.critic(fake.detach())
         d_loss = self.loss.discriminator(real_out, fake_out)
         outputs = {"d_loss": d_loss, "real_out": real_out, "fake_out": fake_out}
         if self.loss.gradient_penalty_weight:
-            outputs["gradient_penalty"] = gradient_penalty(self.discriminator, real, fake)
+            outputs["gradient_penalty"] = gradient_penalty(self.critic, real, fake)
             d_loss = d_loss + self.loss.gradient_penalty_weight * outputs["gradient_penalty"]
+        if self.loss.r1_weight:
+            outputs["r1_penalty"] = r1_penalty(self.critic, real)
+            d_loss = d_loss + self.loss.r1_weight / 2 * outputs["r1_penalty"]
         self.step(d_opt, d_loss)
         self.discriminator_steps += 1
         if generator_step:
             with frozen(self.discriminator):  # the gradient flows through D to G; D's weights need none
-                outputs["g_loss"] = self.loss.generator(self.discriminator(fake))
+                outputs["g_loss"] = self.loss.generator(self.critic(fake))
                 self.step(g_opt, outputs["g_loss"])
+            if self.generator_ema is not None:
+                self.update_ema()
             self.generator_steps += 1
             if self.output_dir is not None and self.generator_steps % self.sample_every == 0:
                 self.save_samples(Path(self.output_dir) / "samples" / f"step_{self.generator_steps:06d}.png")
@@ -132,26 +163,29 @@ class GANModule(pl.LightningModule):
 
     def training_values(self) -> dict[str, Tensor]:
         """The last step's values as logged: train/d_loss, train/d_real and train/d_fake (mean D(x) and
-        D(G(z)) as the loss reads them), train/gradient_penalty, and train/g_loss once G has stepped."""
+        D(G(z)) as the loss reads them), train/gradient_penalty and train/r1_penalty (when the loss has them), and
+        train/g_loss once G has stepped."""
         last = self.last_outputs
         values = {"train/d_loss": last["d_loss"], "train/d_real": self.loss.score(last["real_out"]).mean(),
                   "train/d_fake": self.loss.score(last["fake_out"]).mean()}
-        values.update({f"train/{key}": last[key] for key in ("gradient_penalty", "g_loss") if key in last})
+        values.update({f"train/{key}": last[key] for key in ("gradient_penalty", "r1_penalty", "g_loss")
+                       if key in last})
         return values
 
     def final_losses(self) -> dict[str, float]:
-        """The last training batch's values: d_loss, g_loss, d_real, d_fake (and gradient_penalty)."""
+        """The last training batch's values: d_loss, g_loss, d_real, d_fake (and the penalties)."""
         if not self.last_outputs:
             return {}
         return {key.removeprefix("train/"): value.item() for key, value in self.training_values().items()}
 
     def samples(self) -> Tensor:
         """The grid of samples from the fixed noise batch, as an image in [0, 1]."""
-        was_training = self.generator.training
-        self.generator.eval()
+        sampler = self.sampler
+        was_training = sampler.training
+        sampler.eval()
         with torch.no_grad():
-            images = self.generator(self.grid_noise)
-        self.generator.train(was_training)
+            images = sampler(self.grid_noise)
+        sampler.train(was_training)
         return make_grid(images, nrow=int(len(images) ** 0.5), normalize=True, value_range=(-1, 1), pad_value=1)
 
     def save_samples(self, path: Path) -> None:
@@ -176,7 +210,7 @@ class GANModule(pl.LightningModule):
         if self.metric is None or not self.trainer.is_global_zero:
             return
         noise = sample_noise((batch[0].shape[0], self.generator.noise_dim), self.noise, self.metric_noise)
-        self.metric.update(self.generator(noise.to(self.device)))
+        self.metric.update(self.sampler(noise.to(self.device)))
 
     def on_validation_epoch_end(self) -> None:
         if self.metric is None:

@@ -78,11 +78,22 @@ def check_run_settings(cfg: DictConfig) -> None:
                              "(python scripts/run.py --help lists them)")
 
 
+def pick(gan: DictConfig, key: str, choices: str, what: str) -> Any:
+    """The part that `gan.<key>` names among the `gan.<choices>` nodes, built."""
+    name = gan[key]
+    if name not in gan[choices]:
+        raise UserInputError(f"gan.{key}={name} is not {what}; choose one of: {', '.join(gan[choices])}")
+    return build(gan[choices][name])
+
+
 def make_loss(gan: DictConfig) -> GANLoss:
     """The loss that `gan.loss` names among the `gan.losses` nodes (conf/gan/loss/)."""
-    if gan.loss not in gan.losses:
-        raise UserInputError(f"gan.loss={gan.loss} is not a GAN loss; choose one of: {', '.join(gan.losses)}")
-    return build(gan.losses[gan.loss])
+    return pick(gan, "loss", "losses", "a GAN loss")
+
+
+def make_augment(gan: DictConfig) -> torch.nn.Module | None:
+    """The augmentation that `gan.augment` names among the `gan.augments` nodes (conf/gan/augment/), or None."""
+    return None if gan.augment is None else pick(gan, "augment", "augments", "an augmentation")
 
 
 def check_compatible(generator: torch.nn.Module, datamodule: ImageDataModule, gan: str) -> None:
@@ -120,7 +131,7 @@ def run(cfg: DictConfig) -> GANResults:
     With `resume` (a run directory), continue from its newest checkpoint up to `trainer.max_epochs`."""
     check_run_settings(cfg)
     ckpt_path = resume_checkpoint(Path(cfg.resume)) if cfg.get("resume") else None
-    loss = make_loss(cfg.gan)
+    loss, augment = make_loss(cfg.gan), make_augment(cfg.gan)
     output_dir = Path(cfg.output_dir)
     checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor=METRIC_KEY,
                                  mode="min", save_last=True, save_top_k=1)
@@ -141,9 +152,12 @@ def run(cfg: DictConfig) -> GANResults:
     reference, other_half = datamodule.reference_halves()
 
     scorer = SampleMetrics(classifier, k=cfg.metric.k)
-    module: GANModule = build(cfg.module)(generator, discriminator, loss, build(cfg.gan.optimizer.generator),
-                                          build(cfg.gan.optimizer.discriminator), output_dir=output_dir,
-                                          metric=scorer)
+    try:  # the module node is partial: its own checks (gan.ema_decay) run here
+        module: GANModule = build(cfg.module)(generator, discriminator, loss, build(cfg.gan.optimizer.generator),
+                                              build(cfg.gan.optimizer.discriminator), output_dir=output_dir,
+                                              metric=scorer, augment=augment)
+    except ValueError as error:
+        raise UserInputError(str(error)) from None
     module.set_reference(reference)
     real_vs_real = scorer.compare(reference, other_half)
     metric = {"initial": None, "final": None, "best": None, "floor": real_vs_real["frechet_distance"],
