@@ -133,10 +133,12 @@ def run(cfg: DictConfig) -> GANResults:
     ckpt_path = resume_checkpoint(Path(cfg.resume)) if cfg.get("resume") else None
     loss, augment = make_loss(cfg.gan), make_augment(cfg.gan)
     output_dir = Path(cfg.output_dir)
-    checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor=METRIC_KEY,
-                                 mode="min", save_last=True, save_top_k=1)
+    # Two callbacks: Lightning's save_last writes last.ckpt only when the monitored metric improved.
+    best, last = (ModelCheckpoint(dirpath=output_dir / "checkpoints", filename=name, save_top_k=1,
+                                  enable_version_counter=False, **monitor)
+                  for name, monitor in (("best", {"monitor": METRIC_KEY, "mode": "min"}), ("last", {})))
     on_interrupt = OnExceptionCheckpoint(dirpath=output_dir / "checkpoints", filename="interrupted")
-    callbacks = [checkpoint, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
+    callbacks = [best, last, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
     extra_callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
     # The trainer first: a device this machine lacks is refused at once, and under DDP it knows this
     # process's rank before any file or logger.
@@ -169,7 +171,7 @@ def run(cfg: DictConfig) -> GANResults:
     with RunLifecycle(output_dir, OmegaConf.to_container(cfg, resolve=True), cfg.get("logger"), task="gan",
                       primary=trainer.is_global_zero) as run:
         run.on_finish(lambda status, error: save_outcome(module, trainer, status, error, metric, knn,
-                                                         checkpoint if callbacks else None, output_dir, describe))
+                                                         (best, last) if callbacks else None, output_dir, describe))
         trainer.loggers = run.loggers
         if ckpt_path is None:
             metric["initial"], knn["initial"] = validate(trainer, module, datamodule)
@@ -189,19 +191,20 @@ def validate(trainer: pl.Trainer, module: GANModule, datamodule: ImageDataModule
 
 
 def save_outcome(module: GANModule, trainer: pl.Trainer, status: str, error: str | None, metric: dict[str, Any],
-                 knn: dict[str, Any], checkpoint: ModelCheckpoint | None, output_dir: Path,
+                 knn: dict[str, Any], checkpoints: tuple[ModelCheckpoint, ModelCheckpoint] | None, output_dir: Path,
                  describe: dict[str, Any]) -> GANResults:
-    """Save the final grid (finished or not); the run's results."""
+    """Save the final grid (finished or not); the run's results. `checkpoints`: the best and last callbacks."""
     module.save_samples(output_dir / "samples.png")
-    if checkpoint is not None and checkpoint.best_model_score is not None:
-        metric["best"] = checkpoint.best_model_score.item()
-    checkpoints = {} if checkpoint is None else {
-        name: str(Path(path).relative_to(output_dir)) for name, path in
-        (("last", checkpoint.last_model_path), ("best", checkpoint.best_model_path)) if path}
+    best, last = checkpoints or (None, None)
+    if best is not None and best.best_model_score is not None:
+        metric["best"] = best.best_model_score.item()
+    written = {} if best is None else {name: str(Path(callback.best_model_path).relative_to(output_dir))
+                                       for name, callback in (("last", last), ("best", best))
+                                       if callback.best_model_path}
     return GANResults(status=status, error=error, result="samples.png", epochs=trainer.current_epoch,
                       generator_steps=module.generator_steps, discriminator_steps=module.discriminator_steps,
                       device=str(module.device), processes=trainer.world_size, final_losses=module.final_losses(),
-                      frechet_distance=metric, sample_metrics=knn, checkpoints=checkpoints, **describe)
+                      frechet_distance=metric, sample_metrics=knn, checkpoints=written, **describe)
 
 
 def summary(results: GANResults) -> str:
