@@ -3,6 +3,7 @@ trains on its own shard of the data, and the metric is a one-device run's; style
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,8 @@ def ddp_run(run_cli, tmp_path_factory, cache):
     result = run_cli(*TINY, *STABILISERS, "trainer=ddp_cpu", "trainer.devices=2", "trainer.log_every_n_steps=2",
                      f"metric.cache_dir={cache}", f"hydra.run.dir={run_dir}",
                      "+callbacks.probe._target_=ddp_probe.RecordBatches", f"+callbacks.probe.out_dir={probe_dir}",
-                     env={"PYTHONPATH": str(Path(__file__).parent)})
+                     env={"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                                      os.environ.get("PYTHONPATH")]))})
     return result, run_dir, probe_dir
 
 
