@@ -1,7 +1,8 @@
 """What every GAN data module shares: shuffling with the seed, loaders, and the metric's reference sets.
 
 A subclass provides `load()`, a data set of (image, label) pairs with images (channels, size, size)
-in [-1, 1]. Training uses every image; validation yields `reference_size` real images (half A), and
+in [-1, 1], and `num_classes` (None for unlabelled data, whose labels are all 0), which conditional
+GANs need. Training uses every image; validation yields `reference_size` real images (half A), and
 `reference_halves()` gives half A and a disjoint half B of the same size, whose distance is the
 metric's floor. Under DDP, Lightning gives each process its own shard of the training images; the
 validation set stays whole in every process, so that rank zero scores the metric on all of it.
@@ -18,6 +19,7 @@ from nst_research.errors import UserInputError
 
 class ImageDataModule(pl.LightningDataModule, ABC):
     name: str = "data"
+    num_classes: int | None = None  # classes of the labels, known after `setup`; None: unlabelled
 
     def __init__(self, image_size: int, channels: int, batch_size: int = 64, num_workers: int = 0,
                  seed: int = 0, reference_size: int = 1000) -> None:

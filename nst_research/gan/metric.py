@@ -159,7 +159,8 @@ def precision_recall_density_coverage(real: Tensor, fake: Tensor, k: int = 5) ->
 
 class SampleMetrics(nn.Module):
     """Every metric of a generator's samples against one fixed set of real images, in the classifier's
-    feature space: `frechet_distance`, `precision`, `recall`, `density` and `coverage` (k-NN balls, `k`).
+    feature space: `frechet_distance`, `precision`, `recall`, `density` and `coverage` (k-NN balls, `k`);
+    for samples of asked-for classes, `class_accuracy`: how often the classifier names the class asked for.
 
     The real features are computed once (`set_reference`); `update` adds generated images and `compute`
     scores them and forgets them. Not synchronised across processes: under DDP rank zero scores all samples.
@@ -172,8 +173,10 @@ class SampleMetrics(nn.Module):
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k={k} must be an integer >= 1")
         self.features, self.k = DigitFeatures(classifier), k
+        self.classify = classifier.classify.requires_grad_(False)
         self.register_buffer("real", torch.empty(0, classifier.num_features), persistent=False)
         self.fake: list[Tensor] = []
+        self.correct: list[Tensor] = []  # per labelled sample: whether the classifier agrees with its label
 
     def features_of(self, images: Tensor, batch_size: int = 500) -> Tensor:
         with torch.no_grad():
@@ -182,8 +185,12 @@ class SampleMetrics(nn.Module):
     def set_reference(self, images: Tensor) -> None:
         self.real = self.features_of(images)
 
-    def update(self, images: Tensor) -> None:
-        self.fake.append(self.features_of(images))
+    def update(self, images: Tensor, labels: Tensor | None = None) -> None:
+        features = self.features_of(images)
+        self.fake.append(features)
+        if labels is not None:
+            with torch.no_grad():
+                self.correct.append(self.classify(features).argmax(1) == labels.to(features.device))
 
     @property
     def samples(self) -> int:
@@ -192,7 +199,11 @@ class SampleMetrics(nn.Module):
     def compute(self) -> dict[str, float]:
         """The metrics of the samples added since the last `compute`, which are then forgotten."""
         fake, self.fake = torch.cat(self.fake), []
-        return score_features(self.real, fake, self.k)
+        scores = score_features(self.real, fake, self.k)
+        if self.correct:
+            scores["class_accuracy"] = torch.cat(self.correct).double().mean().item()
+            self.correct = []
+        return scores
 
     def compare(self, real: Tensor, other: Tensor) -> dict[str, float]:
         """The metrics between two image sets, e.g. two disjoint halves of the real images: what a perfect

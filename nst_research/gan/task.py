@@ -31,7 +31,8 @@ KNN_METRICS = ("precision", "recall", "density", "coverage")
 class GANResults(RunResults):
     """results.json of a GAN training: steps, the last training losses, the Frechet distance
     (`initial`, `final`, `best`, the real-vs-real `floor`), precision, recall, density and coverage
-    (`sample_metrics`: `initial`, `final` and `real_vs_real`, with their `k`) and the checkpoints written."""
+    (`sample_metrics`: `initial`, `final` and `real_vs_real`, with their `k`; conditional runs add the
+    classifier's `class_accuracy` on samples against the class asked for) and the checkpoints written."""
 
     task: str = "gan"
     gan: str = ""
@@ -42,6 +43,7 @@ class GANResults(RunResults):
     discriminator_steps: int = 0
     device: str | None = None
     processes: int = 1
+    conditional: str | None = None  # the discriminator's class head (projection, acgan) of a conditional GAN
     final_losses: dict[str, float] = field(default_factory=dict)
     frechet_distance: dict[str, Any] = field(default_factory=dict)
     sample_metrics: dict[str, Any] = field(default_factory=dict)
@@ -106,6 +108,18 @@ def check_compatible(generator: torch.nn.Module, datamodule: ImageDataModule, ga
                              "the data's channels at 32 or 64 px) or set data.channels")
 
 
+def conditional_classes(gan: DictConfig, datamodule: ImageDataModule) -> int | None:
+    """The number of classes a conditional GAN is given (the data's, which it reads to know), or None."""
+    if not gan.conditional:
+        return None
+    datamodule.setup("fit")
+    if datamodule.num_classes is None:
+        raise UserInputError(f"gan.conditional=true needs labelled data, but data={datamodule.name} has no classes; "
+                             "use data=mnist5k, mnist, fashion_mnist, cifar10, or an image folder with one subfolder "
+                             "per class")
+    return datamodule.num_classes
+
+
 def check_launch(cfg: DictConfig, trainer: pl.Trainer) -> None:
     """Lightning's DDP starts its other processes by running the same command again: in a multirun
     each of them would run the whole sweep. SLURM (or torchrun) starting the processes is fine."""
@@ -145,9 +159,14 @@ def run(cfg: DictConfig) -> GANResults:
     trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
                            callbacks=callbacks + extra_callbacks)
     check_launch(cfg, trainer)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    generator, discriminator = build(cfg.gan.generator), build(cfg.gan.discriminator)
     datamodule: ImageDataModule = build(cfg.data)
+    classes = conditional_classes(cfg.gan, datamodule)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    generator_config = {**OmegaConf.to_container(cfg.gan.generator, resolve=True),
+                        **({"num_classes": classes} if classes else {})}
+    generator = build(generator_config)
+    discriminator = build(cfg.gan.discriminator, **({"num_classes": classes,
+                                                     "conditional_head": cfg.gan.conditional_head} if classes else {}))
     check_compatible(generator, datamodule, cfg.gan.name)
     datamodule.setup("fit")  # bad data (offline, empty folder) fails here, before anything is written
     classifier, accuracy = load_classifier(cfg.metric.cache_dir)
@@ -157,7 +176,7 @@ def run(cfg: DictConfig) -> GANResults:
     try:  # the module node is partial: its own checks (gan.ema_decay) run here
         module: GANModule = build(cfg.module)(generator, discriminator, loss, build(cfg.gan.optimizer.generator),
                                               build(cfg.gan.optimizer.discriminator), output_dir=output_dir,
-                                              metric=scorer, augment=augment)
+                                              metric=scorer, augment=augment, generator_config=generator_config)
     except ValueError as error:
         raise UserInputError(str(error)) from None
     module.set_reference(reference)
@@ -166,7 +185,8 @@ def run(cfg: DictConfig) -> GANResults:
               "samples": cfg.metric.samples, "classifier_accuracy": round(accuracy, 4)}
     knn = {"initial": None, "final": None, "real_vs_real": {name: real_vs_real[name] for name in KNN_METRICS},
            "k": cfg.metric.k}
-    describe = {"gan": cfg.gan.name, "loss": cfg.gan.loss, "data": datamodule.name, "seed": cfg.seed}
+    describe = {"gan": cfg.gan.name, "loss": cfg.gan.loss, "data": datamodule.name, "seed": cfg.seed,
+                "conditional": cfg.gan.conditional_head if classes else None}
 
     with RunLifecycle(output_dir, OmegaConf.to_container(cfg, resolve=True), cfg.get("logger"), task="gan",
                       primary=trainer.is_global_zero) as run:
@@ -187,7 +207,8 @@ def run(cfg: DictConfig) -> GANResults:
 def validate(trainer: pl.Trainer, module: GANModule, datamodule: ImageDataModule) -> tuple[float, dict[str, float]]:
     """Score the generator now: its Frechet distance, and its precision, recall, density and coverage."""
     scores = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    return scores[METRIC_KEY], {name: scores[f"val/{name}"] for name in KNN_METRICS}
+    return scores[METRIC_KEY], {name.removeprefix("val/"): value for name, value in scores.items()
+                                if name.removeprefix("val/") in (*KNN_METRICS, "class_accuracy")}
 
 
 def save_outcome(module: GANModule, trainer: pl.Trainer, status: str, error: str | None, metric: dict[str, Any],
