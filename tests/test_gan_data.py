@@ -114,3 +114,15 @@ def test_image_folder_needs_a_root(compose_cfg, tmp_path):
     with pytest.raises(UserInputError, match="data.root has no value"):
         run_gan(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_train_size_trains_on_that_many_images_apart_from_the_reference(compose_cfg):
+    """Low-data experiments: data.train_size=500 trains on 500 digits that the metric's reference sets do not hold."""
+    datamodule = instantiate(compose_cfg(["task=gan", "gan=fc", "data.train_size=500"]).data)
+    train = datamodule.train_dataloader().dataset
+    assert len(train) == 500
+    reference = set(datamodule.reference(0).indices) | set(datamodule.reference(1).indices)
+    assert len(reference) == 2000 and not reference & set(train.indices)
+    too_many = instantiate(compose_cfg(["task=gan", "gan=fc", "data.train_size=6000"]).data)
+    with pytest.raises(UserInputError, match="data.train_size=6000: data=mnist5k has only 5000 images"):
+        too_many.train_dataloader()

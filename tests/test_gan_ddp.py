@@ -3,6 +3,7 @@ trains on its own shard of the data, and the metric is a one-device run's; style
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,11 @@ TINY = ["task=gan", "gan=fc", "trainer.max_epochs=1", f"+trainer.limit_train_bat
         "grid_size=16"]
 
 
+# with every stabiliser on: none changes the untrained generator, so the metric still equals a plain one-device run's
+STABILISERS = ["gan.ema_decay=0.9", "gan.discriminator.spectral_norm=true", "gan.augment=diffaugment",
+               "gan.losses.bce.r1_weight=1"]
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.getbasetemp() / "classifier_cache"  # shared with test_gan_metric
@@ -36,10 +42,11 @@ def cache(tmp_path_factory) -> Path:
 def ddp_run(run_cli, tmp_path_factory, cache):
     root = tmp_path_factory.mktemp("gan_ddp")
     run_dir, probe_dir = root / "run", root / "probe"
-    result = run_cli(*TINY, "trainer=ddp_cpu", "trainer.devices=2", "trainer.log_every_n_steps=2",
+    result = run_cli(*TINY, *STABILISERS, "trainer=ddp_cpu", "trainer.devices=2", "trainer.log_every_n_steps=2",
                      f"metric.cache_dir={cache}", f"hydra.run.dir={run_dir}",
                      "+callbacks.probe._target_=ddp_probe.RecordBatches", f"+callbacks.probe.out_dir={probe_dir}",
-                     env={"PYTHONPATH": str(Path(__file__).parent)})
+                     env={"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                                      os.environ.get("PYTHONPATH")]))})
     return result, run_dir, probe_dir
 
 

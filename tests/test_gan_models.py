@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nst_research.gan.models import DCGAN64Discriminator, DCGAN64Generator
 from nst_research.gan.module import GANModule
-from nst_research.gan.task import make_loss
+from nst_research.gan.task import make_augment, make_loss
 
 GAN_DIR = Path(__file__).resolve().parents[1] / "conf" / "gan"
 ARCHITECTURES = {  # gan= option -> extra overrides that keep the test small
@@ -31,11 +31,13 @@ def networks(compose_cfg, gan: str, *overrides: str) -> tuple[nn.Module, nn.Modu
 
 
 def make_module(cfg, **options) -> GANModule:
-    """The task's module (the `module` node, with `options` overridden) for the config's networks and loss."""
+    """The task's module (the `module` node, with `options` overridden) for the config's networks, loss and
+    augmentation."""
     torch.manual_seed(0)
     return instantiate(cfg.module, **options)(
         instantiate(cfg.gan.generator), instantiate(cfg.gan.discriminator), make_loss(cfg.gan),
-        instantiate(cfg.gan.optimizer.generator), instantiate(cfg.gan.optimizer.discriminator))
+        instantiate(cfg.gan.optimizer.generator), instantiate(cfg.gan.optimizer.discriminator),
+        augment=make_augment(cfg.gan))
 
 
 def fit(module: GANModule, batches: int, **trainer_options) -> None:

@@ -18,13 +18,15 @@ def run_gan(cfg):
 
 
 EPOCHS, BATCHES = 2, 4
+STABILISERS = ["gan.ema_decay=0.9", "gan.discriminator.spectral_norm=true", "gan.augment=diffaugment",
+               "gan.losses.hinge.r1_weight=1"]
 
 
 @pytest.fixture(scope="module")
 def cli_run(run_cli, tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "classifier_cache"  # shared with test_gan_metric
     run_dir = tmp_path_factory.mktemp("gan_cli") / "run"
-    result = run_cli("task=gan", "gan=fc", "gan.loss=hinge", "gan.d_steps=2", "gan.gradient_clip_val=1.0",
+    result = run_cli("task=gan", "gan=fc", "gan.loss=hinge", "gan.d_steps=2", "gan.gradient_clip_val=1.0", *STABILISERS,
                      f"trainer.max_epochs={EPOCHS}", f"+trainer.limit_train_batches={BATCHES}", "metric.samples=64",
                      "sample_every=1", "grid_size=16", "trainer.log_every_n_steps=1", f"metric.cache_dir={cache}",
                      f"hydra.run.dir={run_dir}")
@@ -47,12 +49,18 @@ def test_cli_run_results_json(cli_run):
     assert results["discriminator_steps"] == EPOCHS * BATCHES
     assert results["generator_steps"] == EPOCHS * BATCHES // 2  # d_steps=2
     assert results["wall_time_s"] > 0
-    assert {"d_loss", "g_loss", "d_real", "d_fake"} <= set(results["final_losses"])
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "r1_penalty"} <= set(results["final_losses"])
     metric = results["frechet_distance"]
     for key in ("initial", "final", "best", "floor"):
         assert isinstance(metric[key], float) and metric[key] >= 0, key
     assert metric["best"] <= metric["final"] + 1e-6 and metric["floor"] < metric["initial"]
     assert metric["classifier_accuracy"] >= 0.95 and metric["samples"] == 64
+    knn = results["sample_metrics"]
+    assert knn["k"] == 5
+    for key in ("initial", "final", "real_vs_real"):
+        assert set(knn[key]) == {"precision", "recall", "density", "coverage"}, key
+        assert all(0 <= value <= 1 for name, value in knn[key].items() if name != "density"), knn
+    assert knn["real_vs_real"]["recall"] > knn["initial"]["recall"]  # the untrained generator lacks variety
     assert results["result"] == "samples.png"
 
 
@@ -66,14 +74,19 @@ def test_cli_run_files(cli_run):
     assert results["checkpoints"] == {"last": "checkpoints/last.ckpt", "best": "checkpoints/best.ckpt"}
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["gan_steps"] == {"generator": 4, "discriminator": 8}
-    assert any(key.startswith("generator.") for key in checkpoint["state_dict"])
+    weights = checkpoint["state_dict"]
+    assert any(key.startswith("generator.") for key in weights)
+    averaged = [key for key in weights if key.startswith("generator_ema.")]  # the moving average, kept for resume
+    assert averaged and not torch.equal(weights[averaged[0]], weights[averaged[0].replace("_ema", "")])
+    assert any(key.endswith("parametrizations.weight.original") for key in weights)  # spectral norm
 
 
 def test_cli_run_logs(cli_run):
     _, run_dir = cli_run
     rows = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
     logged = {key for row in rows for key, value in row.items() if value}
-    assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "val/frechet_distance"} <= logged
+    assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "val/frechet_distance", "val/precision",
+            "val/recall", "val/density", "val/coverage"} <= logged
     assert len([row for row in rows if row.get("val/frechet_distance")]) == EPOCHS + 2  # before, each epoch, after
     wandb_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 1
@@ -101,6 +114,7 @@ def test_failed_run_still_writes_results(compose_cfg, tmp_path, tmp_path_factory
     ("gan.noise=cauchy", "gan.noise=cauchy: choose uniform or normal"),
     ("gan.loss=wgan", "gan.loss=wgan is not a GAN loss"),
     ("gan.image_size=48", "image_size=48: DCGAN64 makes 32x32 or 64x64 images"),
+    ("metric.k=1000", "metric.samples=1000 must be above metric.k=1000"),
     ("gan=_common", "gan.generator or gan.discriminator is not set; choose a gan= option that sets both"),
 ])
 def test_bad_settings_are_clear_errors(compose_cfg, tmp_path, override, message):

@@ -1,10 +1,13 @@
 """What every GAN data module shares: shuffling with the seed, loaders, and the metric's reference sets.
 
 A subclass provides `load()`, a data set of (image, label) pairs with images (channels, size, size)
-in [-1, 1]. Training uses every image; validation yields `reference_size` real images (half A), and
-`reference_halves()` gives half A and a disjoint half B of the same size, whose distance is the
-metric's floor. Under DDP, Lightning gives each process its own shard of the training images; the
-validation set stays whole in every process, so that rank zero scores the metric on all of it.
+in [-1, 1], and `num_classes` (None for unlabelled data, whose labels are all 0), which conditional
+GANs need. Training uses every image, or with `train_size` the last that many of the shuffled order
+(disjoint from the reference sets when the data holds enough: low-data experiments). Validation yields
+`reference_size` real images (half A), and `reference_halves()` gives half A and a disjoint half B of
+the same size, whose distance is the metric's floor. Under DDP, Lightning gives each process its own
+shard of the training images; the validation set stays whole in every process, so that rank zero
+scores the metric on all of it.
 """
 
 from abc import ABC, abstractmethod
@@ -18,18 +21,20 @@ from nst_research.errors import UserInputError
 
 class ImageDataModule(pl.LightningDataModule, ABC):
     name: str = "data"
+    num_classes: int | None = None  # classes of the labels, known after `setup`; None: unlabelled
 
     def __init__(self, image_size: int, channels: int, batch_size: int = 64, num_workers: int = 0,
-                 seed: int = 0, reference_size: int = 1000) -> None:
+                 seed: int = 0, reference_size: int = 1000, train_size: int | None = None) -> None:
         super().__init__()
         for key, value, minimum in (("image_size", image_size, 8), ("channels", channels, 1),
                                     ("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
-                                    ("reference_size", reference_size, 2)):
+                                    ("reference_size", reference_size, 2),
+                                    *((("train_size", train_size, 1),) if train_size is not None else ())):
             if not isinstance(value, int) or value < minimum:
                 raise UserInputError(f"data.{key}={value} must be an integer >= {minimum}")
         self.image_size, self.channels = image_size, channels
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.reference_size = reference_size
+        self.reference_size, self.train_size = reference_size, train_size
         self.dataset: Dataset | None = None
         self.order: torch.Tensor | None = None
 
@@ -53,10 +58,15 @@ class ImageDataModule(pl.LightningDataModule, ABC):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        if len(self.dataset) < self.batch_size:
-            raise UserInputError(f"data={self.name} has {len(self.dataset)} images, fewer than "
+        if self.train_size is not None and self.train_size > len(self.dataset):
+            raise UserInputError(f"data.train_size={self.train_size}: data={self.name} has only {len(self.dataset)} "
+                                 "images")
+        train = self.dataset if self.train_size is None else Subset(self.dataset,
+                                                                     self.order[-self.train_size:].tolist())
+        if len(train) < self.batch_size:
+            raise UserInputError(f"data={self.name} trains on {len(train)} images, fewer than "
                                  f"data.batch_size={self.batch_size}")
-        return self.loader(self.dataset, shuffle=True)
+        return self.loader(train, shuffle=True)
 
     def reference(self, half: int) -> Subset:
         self.setup()

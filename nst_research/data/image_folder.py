@@ -1,4 +1,6 @@
-"""Any folder of images (searched recursively), resized and centre-cropped to the GAN's size."""
+"""Any folder of images (searched recursively), resized and centre-cropped to the GAN's size. When every
+image lies in a subfolder of the root and there are at least two, each subfolder is a class (as
+torchvision's ImageFolder): labelled data for conditional GANs."""
 
 from pathlib import Path
 
@@ -12,16 +14,18 @@ from nst_research.errors import UserInputError
 
 
 class ImageFiles(Dataset):
-    """(image, 0) for every image file under a folder; `transform` maps a PIL image to a tensor."""
+    """(image, label) for every image file (label 0 for all without `labels`); `transform` maps a PIL image
+    to a tensor."""
 
-    def __init__(self, files: list[Path], transform: transforms.Compose) -> None:
+    def __init__(self, files: list[Path], transform: transforms.Compose, labels: list[int] | None = None) -> None:
         self.files, self.transform = files, transform
+        self.labels = labels or [0] * len(files)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int):
-        return self.transform(default_loader(str(self.files[index]))), 0
+        return self.transform(default_loader(str(self.files[index]))), self.labels[index]
 
 
 class ImageFolderDataModule(ImageDataModule):
@@ -40,4 +44,9 @@ class ImageFolderDataModule(ImageDataModule):
             *grayscale, transforms.Resize(self.image_size), transforms.CenterCrop(self.image_size),
             transforms.ToTensor(), transforms.Normalize([0.5] * self.channels, [0.5] * self.channels),
         ])
-        return ImageFiles(files, transform)
+        classes = sorted({file.relative_to(self.root).parts[0] for file in files})
+        labelled = len(classes) > 1 and all(len(file.relative_to(self.root).parts) > 1 for file in files)
+        if not labelled:
+            return ImageFiles(files, transform)
+        self.num_classes = len(classes)
+        return ImageFiles(files, transform, [classes.index(file.relative_to(self.root).parts[0]) for file in files])

@@ -30,7 +30,7 @@ def load_mnist5k(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class MNIST5kDataModule(ImageDataModule):
-    name = "mnist5k"
+    name, num_classes = "mnist5k", 10
 
     def load(self) -> TensorDataset:
         if self.channels != 1:

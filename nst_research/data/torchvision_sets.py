@@ -13,6 +13,7 @@ from nst_research.errors import UserInputError
 class TorchvisionDataModule(ImageDataModule):
     dataset_class: type[datasets.VisionDataset]
     native_channels: int
+    num_classes = 10
 
     def __init__(self, root: str, **kwargs: int) -> None:
         super().__init__(**kwargs)

@@ -3,19 +3,25 @@
 
 A loss is a class with a discriminator loss of the real and fake outputs, a generator loss of the fake
 outputs, and `score`, which maps outputs to the number logged as D(x) and D(G(z)). Any loss takes a
-gradient penalty (`gradient_penalty_weight`, Gulrajani et al., 2017), which WGAN-GP sets to 10.
+gradient penalty (`gradient_penalty_weight`, Gulrajani et al., 2017), which WGAN-GP sets to 10, and the
+R1 penalty on real images (`r1_weight`, Mescheder et al., 2018).
 """
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 
 class GANLoss:
     """The interface `GANModule` uses; a new loss subclasses it and has a YAML in conf/gan/loss/."""
 
-    def __init__(self, gradient_penalty_weight: float = 0.0) -> None:
-        self.gradient_penalty_weight = gradient_penalty_weight
+    def __init__(self, gradient_penalty_weight: float = 0.0, r1_weight: float = 0.0) -> None:
+        for name, value in (("gradient_penalty_weight", gradient_penalty_weight), ("r1_weight", r1_weight)):
+            if not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name}={value} must be a number >= 0")
+        self.gradient_penalty_weight, self.r1_weight = gradient_penalty_weight, r1_weight
 
     def discriminator(self, real: Tensor, fake: Tensor) -> Tensor:
         raise NotImplementedError
@@ -73,10 +79,18 @@ class HingeLoss(GANLoss):
         return -fake.mean()
 
 
-def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
     """Gulrajani et al. (2017), eq. 3 without the weight: E[(||grad_x D(x_hat)||_2 - 1)^2], with x_hat a
     uniformly random point on the line between each real and fake image."""
     alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
     mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(discriminator(mixed).sum(), mixed, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1).square().mean()
+
+
+def r1_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
+    """Mescheder et al. (2018), eq. 9 without gamma / 2: E[||grad_x D(x)||^2] on real images, which keeps D
+    flat on the data so that training converges locally."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(real).sum(), real, create_graph=True)
+    return grad.flatten(1).square().sum(1).mean()

