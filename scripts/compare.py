@@ -2,7 +2,10 @@
 
 Writes comparison.md, contact_sheet.png, curves.png and, when the runs were judged, tradeoff.png into the
 directory (the latest multirun under outputs/multiruns when none is given) and prints the table with what
-it is ranked by.
+it is ranked by. With --curves-by KEY --along KEY [--panels KEY], also tradeoff_curves.png: how one swept
+setting moves runs along the trade-off, e.g.
+
+    python scripts/compare.py --curves-by style_loss --along style_weight_scale --panels content
 """
 
 import argparse
@@ -10,17 +13,27 @@ import sys
 from pathlib import Path
 
 from nst_research.errors import UserInputError, environment_fault
-from nst_research.tracking.compare import compare, latest_sweep
+from nst_research.tracking.compare import compare, find_runs, latest_sweep, tradeoff_curves
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory", nargs="?", type=Path,
                         help="a multirun or run directory (default: the latest multirun)")
+    parser.add_argument("--curves-by", metavar="KEY", help="also tradeoff_curves.png: a line per value of this "
+                        "swept key (e.g. style_loss) on the trade-off plane, through its runs in --along's order")
+    parser.add_argument("--along", metavar="KEY", help="with --curves-by: the swept key that orders each line "
+                        "(e.g. style_weight_scale)")
+    parser.add_argument("--panels", metavar="KEY", help="with --curves-by: a panel per value of this swept key")
     args = parser.parse_args()
+    if args.curves_by and not args.along:
+        parser.error("--curves-by needs --along, the swept key that orders each line")
     try:
         directory = args.directory or latest_sweep()
         print(compare(directory))
+        if args.curves_by:
+            tradeoff_curves(find_runs(directory), args.curves_by, args.along, args.panels,
+                            directory / "tradeoff_curves.png")
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -29,7 +42,7 @@ def main() -> None:
             raise
         print(f"error: {environment_fault(error)}", file=sys.stderr)
         sys.exit(1)
-    names = ["comparison.md", "contact_sheet.png", "curves.png", "tradeoff.png"]
+    names = ["comparison.md", "contact_sheet.png", "curves.png", "tradeoff.png", "tradeoff_curves.png"]
     print("wrote " + ", ".join(str(directory / name) for name in names if (directory / name).is_file()))
 
 

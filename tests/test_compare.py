@@ -10,7 +10,8 @@ import pytest
 from judged_runs import style_weight_sweep, write_run
 from PIL import Image
 
-from nst_research.tracking.compare import compare, find_runs, pareto_front, ranking, run_color
+from nst_research.errors import UserInputError
+from nst_research.tracking.compare import compare, find_runs, pareto_front, ranking, run_color, tradeoff_curves
 
 REPO = Path(__file__).resolve().parents[1]
 def rows(markdown: str) -> dict[str, list[str]]:
@@ -107,3 +108,16 @@ def test_gan_runs_are_ranked_by_the_frechet_distance_without_a_tradeoff(tmp_path
     markdown = compare(tmp_path)
     assert "| `gan=dcgan` | completed | 1 | **42.3** ★ |" in markdown and "Pareto" not in markdown
     assert "Frechet distance" in markdown.splitlines()[-1] and not (tmp_path / "tradeoff.png").exists()
+
+
+def test_tradeoff_curves_draw_a_line_per_setting_and_refuse_unknown_keys(tmp_path):
+    for job, (loss, scale, point) in enumerate([("gram", "1", (0.3, 0.8)), ("gram", "10", (0.6, 0.5)),
+                                                 ("mrf", "1", (0.2, 0.9)), ("mrf", "10", (0.5, 0.4))]):
+        write_run(tmp_path / str(job), [f"style_loss={loss}", f"style_weight_scale={scale}"], 1.0, point)
+    runs = find_runs(tmp_path)
+    tradeoff_curves(runs, "style_loss", "style_weight_scale", None, tmp_path / "curves.png")
+    with Image.open(tmp_path / "curves.png") as plot:
+        colours = {"#%02x%02x%02x" % c for _, c in plot.convert("RGB").getcolors(maxcolors=1 << 20)}
+    assert {run_color(0), run_color(1)} <= colours  # one line per style loss, each in its colour
+    with pytest.raises(UserInputError, match="style_weight"):
+        tradeoff_curves(runs, "style_weight", "style_weight_scale", None, tmp_path / "other.png")

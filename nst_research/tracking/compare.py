@@ -281,6 +281,47 @@ def tradeoff(runs: list[Run], path: Path) -> bool:
     return True
 
 
+def tradeoff_curves(runs: list[Run], by: str, along: str, panels: str | None, path: Path) -> None:
+    """tradeoff_curves.png: the judged runs on the trade-off plane, one line per value of the override `by`
+    (e.g. style_loss) through its runs in the order of the override `along` (e.g. style_weight_scale, by
+    value), one panel per value of `panels` (e.g. content) or one panel; the first point of each line marked
+    with its `along` value. For sweeps that trace how a setting moves along the trade-off."""
+    points = tradeoff_points(runs)
+    values = {i: override_values(runs[i]) for i in points}
+    missing = sorted({key for key in (by, along, panels) if key and not any(key in v for v in values.values())})
+    if missing:
+        raise UserInputError(f"no judged run of {len(runs)} has the override(s) {missing}; name swept keys, "
+                             f"e.g. {', '.join(swept_keys(runs)) or 'style_weight'}")
+    groups = sorted({v.get(panels, "") for v in values.values()}) if panels else [""]
+    lines = list(dict.fromkeys(v.get(by, "") for v in values.values()))
+    figure = Figure(figsize=(5.2 * len(groups), 4.6))
+    for axes, group in zip(figure.subplots(1, len(groups), squeeze=False)[0], groups):
+        for k, line in enumerate(lines):
+            members = sorted((i for i, v in values.items() if v.get(by) == line and v.get(panels, "") == group),
+                             key=lambda i: sortable(values[i].get(along, "")))
+            if members:
+                xs, ys = zip(*(points[i] for i in members))
+                axes.plot(xs, ys, marker="o", color=run_color(k), label=f"{by}={line}")
+                axes.annotate(f"{along}={values[members[0]].get(along)}", (xs[0], ys[0]), xytext=(4, 4),
+                              textcoords="offset points", fontsize=6, color=run_color(k))
+        axes.set_title(f"{panels}={group}" if panels else "", fontsize=9)
+        axes.set_xlabel("eval/content (lower: more of the content kept)")
+        axes.set_ylabel("eval/style (lower: nearer the style)")
+        axes.grid(True, color="#e3e8ee", linewidth=0.8)
+        axes.spines[["top", "right"]].set_visible(False)
+        axes.legend(fontsize=7, frameon=False)
+    figure.tight_layout()
+    write_atomic(path, lambda f: figure.savefig(f, format="png", dpi=100))
+
+
+def sortable(value: str) -> tuple[int, float | str]:
+    """An override's value as a sort key: numbers by value, before any text."""
+    try:
+        return 0, float(value)
+    except ValueError:
+        return 1, value
+
+
 def table(runs: list[Run], rank_by: Ranking | None = None) -> str:
     """A Markdown table: one row per run with its label, status, place, headline numbers (the best of the ranked
     one in bold with a star), whether it is on the Pareto front (judged style transfers), steps and time."""
