@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from nst_research.feedforward.checkpoint import load_network
-from nst_research.feedforward.comparison import judge_of, main
+from nst_research.feedforward.comparison import build_run_judge, main
 from nst_research.feedforward.task import load_styles
 from nst_research.feedforward.task import run as run_feedforward
 from nst_research.nst.images import load_image
@@ -112,7 +112,7 @@ def test_plane_judges_every_kept_network_against_its_photo(comparison, plane):
     assert report["lbfgs"][-1]["loss"] < report["photo"]["loss"]
 
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    judge, (_, styles, blend) = judge_of(cfg), load_styles(cfg)
+    judge, (_, styles, blend) = build_run_judge(cfg), load_styles(cfg)
     network = load_network(run_dir / "checkpoints" / "history" / "step_000002.ckpt")
     expected = []
     for name in report["images"]:
