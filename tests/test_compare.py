@@ -25,7 +25,7 @@ def test_runs_with_different_objectives_are_ranked_by_the_judge(tmp_path):
     table = rows(markdown)
     header = [cell.strip() for cell in markdown.splitlines()[0].split("|")[2:-1]]
     score, total, rank = header.index("eval score"), header.index("total loss"), header.index("rank")
-    assert table["style_weight=100000.0"][score] == "**0.425** ★"  # the judge's best, not the smallest total
+    assert table["style_weight=100000.0"][score] == "**0.6021** ★"  # the judge's best, not the smallest total
     assert "★" not in table["style_weight=10000.0"][total] and table["style_weight=10000.0"][rank] == "3"
     assert [table[k][rank] for k in table] == ["3", "1", "2"]
     assert "judge's score" in markdown and "objectives differ (objective.terms.style.weight)" in markdown
