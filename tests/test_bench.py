@@ -85,3 +85,14 @@ def test_quick_startup_section_times_the_commands_and_each_phase_of_a_run(tmp_pa
     for phase in ("results.json", "W&B results table and artifacts", "W&B finish; CSV flush", startup.PYTHON_EXIT):
         assert phase in after, phase
     assert "start-up" in done.stdout and "W&B start (offline)" in done.stdout
+
+
+def test_quick_judge_section_gives_the_judges_share_of_a_run(tmp_path):
+    output = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--sections", "judge", "--output",
+                           str(output)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [row] = json.loads(output.read_text())["judge"]
+    assert row["size"] == 48 and row["prepare_s"] > 0 and row["score_s"] > 0 and row["step_s"] > 0
+    share = 100 * (row["prepare_s"] + row["score_s"]) / (2 * row["step_s"])  # of the rounded times
+    assert row["judge_share_pct"] == pytest.approx(share, rel=0.1)
