@@ -46,15 +46,16 @@ def build_network(config: Mapping[str, Any]) -> nn.Module:
         raise
 
 
-def checkpoint_file(path: Path) -> Path:
-    """A .ckpt file as given, or a run directory's checkpoints/best.ckpt, else checkpoints/last.ckpt."""
+def checkpoint_file(path: Path, fix: str = FIX) -> Path:
+    """A .ckpt file as given, or a run directory's checkpoints/best.ckpt, else checkpoints/last.ckpt (the
+    feed-forward and GAN tasks keep both); `fix` ends the message when there is none."""
     if path.is_dir():
         for name in CHECKPOINT_NAMES:
             if (path / "checkpoints" / name).is_file():
                 return path / "checkpoints" / name
-        raise UserInputError(f"{path} has no checkpoints/best.ckpt or checkpoints/last.ckpt; {FIX}")
+        raise UserInputError(f"{path} has no checkpoints/best.ckpt or checkpoints/last.ckpt; {fix}")
     if not path.is_file():
-        raise UserInputError(f"checkpoint {path} does not exist; {FIX}")
+        raise UserInputError(f"checkpoint {path} does not exist; {fix}")
     return path
 
 

@@ -24,27 +24,15 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid, save_image
 
 from nst_research.errors import UserInputError
-from nst_research.feedforward.checkpoint import build_network
+from nst_research.feedforward.checkpoint import build_network, checkpoint_file
 from nst_research.gan.module import GENERATOR_KEY, generate, sample_noise
 
-CHECKPOINT_NAMES = ("best.ckpt", "last.ckpt")
 FIX = "give a GAN run directory or its .ckpt file"
-
-
-def checkpoint_path(path: Path) -> Path:
-    if path.is_dir():
-        for name in CHECKPOINT_NAMES:
-            if (path / "checkpoints" / name).is_file():
-                return path / "checkpoints" / name
-        raise UserInputError(f"{path} has no checkpoints/best.ckpt or checkpoints/last.ckpt; {FIX}")
-    if not path.is_file():
-        raise UserInputError(f"checkpoint {path} does not exist; {FIX}")
-    return path
 
 
 def load_generator(path: Path) -> tuple[nn.Module, str]:
     """The trained generator of a checkpoint or run directory (eval mode, CPU) and its noise distribution."""
-    path = checkpoint_path(Path(path).expanduser())
+    path = checkpoint_file(Path(path).expanduser(), FIX)
     try:  # tensors and plain containers only: a checkpoint cannot run code
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
