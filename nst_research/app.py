@@ -30,7 +30,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nst_research.errors import RunDiverged, UserInputError, environment_fault
+from nst_research.errors import RunDiverged, UserInputError, environment_fault, user_message
 from nst_research.tracking.runlock import LOCK_FILE, RunBusy, RunLock
 from nst_research.tracking.sweep import ResultFields, sweep_job, with_sweep_job
 
@@ -232,11 +232,12 @@ def main(cfg: DictConfig) -> float | list[float]:
         with run_lock(Path(cfg.output_dir)):
             results = task.run(cfg)
     except (UserInputError, RunDiverged, RunBusy) as error:
-        print(f"error: {error}", file=sys.stderr)
+        kept = kept_note(cfg) if isinstance(error, UserInputError) and job is None else ""
+        print(f"error: {user_message(error)}{kept}", file=sys.stderr)
         if job is None:
             remove_unfinished_run_dir(hydra_dir)
             sys.exit(2 if isinstance(error, UserInputError) else 1)
-        record_failed_job(cfg, str(error))
+        record_failed_job(cfg, user_message(error))
         return worst
     except SystemExit as stop:  # Ctrl-C (Lightning exits with 1) or SIGTERM (Lightning's SIGTERMException)
         hint = ("a batched sweep cannot be resumed" if cfg.get("batch_sweep") else
@@ -248,9 +249,7 @@ def main(cfg: DictConfig) -> float | list[float]:
         if job is None and fault is None:
             raise
         if job is None:
-            kept = (Path(cfg.output_dir) / "results.json").is_file()
-            print(f"error: {fault}" + (f" (the run so far is kept: python scripts/run.py resume={cfg.output_dir} "
-                                       "continues it)" if kept and not cfg.get("resume") else ""), file=sys.stderr)
+            print(f"error: {fault}{kept_note(cfg)}", file=sys.stderr)
             remove_unfinished_run_dir(hydra_dir)
             sys.exit(1)
         log.exception("job %s failed", job["job"])  # the traceback goes to the job's log file
@@ -271,6 +270,13 @@ def main(cfg: DictConfig) -> float | list[float]:
     except UserInputError as error:  # the run is kept; as a trial it counts as the worst
         print(f"error: {error}", file=sys.stderr)
         return worst
+
+
+def kept_note(cfg: DictConfig) -> str:
+    """For a new run stopped by an error after it started (its results.json is written): how to continue it."""
+    if cfg.get("resume") or not (Path(cfg.output_dir) / "results.json").is_file():
+        return ""
+    return f" (the run so far is kept: python scripts/run.py resume={cfg.output_dir} continues it)"
 
 
 def run_lock(output_dir: Path) -> RunLock | contextlib.nullcontext:

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from nst_research.atomic import write_atomic
-from nst_research.errors import RunDiverged
+from nst_research.errors import RunDiverged, user_message
 from nst_research.tracking.loggers import finish_loggers, instantiate_loggers, publish
 from nst_research.tracking.results import RunResults, read_results, write_results
 
@@ -54,7 +54,7 @@ def error_message(error: BaseException | None) -> str | None:
     with its exception type."""
     if error is None or isinstance(error, KeyboardInterrupt | SystemExit):
         return None
-    return str(error) if isinstance(error, RunDiverged) else f"{type(error).__name__}: {error}"
+    return str(error) if isinstance(error, RunDiverged) else f"{type(error).__name__}: {user_message(error)}"
 
 
 Finish = Callable[[str, str | None], RunResults]
