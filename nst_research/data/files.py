@@ -4,8 +4,8 @@ one, and checking a small folder's files before a run starts.
 A file that does not decode (not an image, truncated) is an `UnreadableImage` naming it and the fix, or, where
 the data node sets `skip_unreadable`, a file left out and counted in one warning line. A folder of up to
 `CHECK_LIMIT` images is decoded whole before anything is written (a JPEG at 1/8 scale, which still reads every
-byte: a few seconds for a thousand photos); a larger one (COCO train2014 holds about 83,000) is checked as
-training reads it (`nst_research.data.loaders.SkipUnreadable`).
+byte); a larger one (COCO train2014 holds about 83,000) would be read twice, so it is checked as training reads
+it (`nst_research.data.loaders.SkipUnreadable`).
 """
 
 from pathlib import Path
