@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, RUN_SCRIPT
+from conftest import CONF_DIR, REPO, RUN_SCRIPT
+from hydra import initialize_config_dir
 from hydra._internal.utils import get_args_parser
 
 from nst_research.cli import check
@@ -69,7 +70,8 @@ VALID = [
 
 @pytest.mark.parametrize("command", VALID)
 def test_valid_command_lines_pass_the_check(command):
-    check(get_args_parser().parse_args(command.split()))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        check(get_args_parser().parse_args(command.split()))
 
 
 def test_cfg_job_still_prints_the_config(run_cli, tmp_path):
