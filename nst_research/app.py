@@ -229,6 +229,9 @@ def main(cfg: DictConfig) -> float | list[float]:
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
         check_before_loading(cfg)
         task = task_module(cfg.task)
+        from nst_research.parts import check_targets
+
+        check_targets(cfg)
         with run_lock(Path(cfg.output_dir)):
             results = task.run(cfg)
     except (UserInputError, RunDiverged, RunBusy) as error:
