@@ -91,10 +91,11 @@ def check_when_hydra_starts(args: argparse.Namespace) -> None:
     """Run `check` as soon as Hydra has built its config loader, before it composes or writes anything: the
     loader searches what Hydra will search (--config-path, --config-dir and the primary config of
     --config-name included), so every way into a run gets the same checks."""
-    creating = Hydra.create_main_hydra2
+    creating = vars(Hydra)["create_main_hydra2"]
 
     def create_and_check(cls: type[Hydra], task_name: str, config_search_path: ConfigSearchPath) -> Hydra:
-        hydra = creating(task_name=task_name, config_search_path=config_search_path)
+        Hydra.create_main_hydra2 = creating  # the command line's Hydra only, not a later one of the compose API
+        hydra = creating.__get__(None, cls)(task_name=task_name, config_search_path=config_search_path)
         try:
             check(args)
         except CommandLineError as error:
