@@ -135,14 +135,6 @@ def test_input_errors_answer_without_importing_torch(argv, named, tmp_path):
     assert not run_dir.exists()
 
 
-def run_in(folder, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`python scripts/run.py ...` started from `folder`, so that its default outputs/ would go there."""
-    environment = {**os.environ, **(env or {})}
-    environment.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, str(RUN_SCRIPT), *args], cwd=folder, env=environment,
-                          capture_output=True, text=True, timeout=300)
-
-
 OTHER_ROUTES = [
     pytest.param(["--config-dir", "{ext}", "style_loss=chanel_mean"], "did you mean channel_mean?", id="config-dir"),
     pytest.param(["--config-dir", "{ext}", "styel_weight=100"], "unknown key styel_weight; did you mean style_weight?",
@@ -160,27 +152,27 @@ OTHER_ROUTES = [
 
 
 @pytest.mark.parametrize("argv, named", OTHER_ROUTES)
-def test_every_route_into_a_run_gets_the_same_checks(tmp_path, argv, named):
+def test_every_route_into_a_run_gets_the_same_checks(run_cli, tmp_path, argv, named):
     """--config-dir (how a loss from outside the package is added), --config-path and --config-name: the same
     one line as the plain command line, exit 2, nothing written where the command ran."""
     ext = tmp_path / "ext"
     (ext / "style_loss").mkdir(parents=True)
     (ext / "style_loss" / "channel_mean.yaml").write_text("_target_: my_losses.ChannelMeanLoss\n")
-    result = run_in(tmp_path, *(arg.replace("{ext}", str(ext)) for arg in argv))
+    result = run_cli(*(arg.replace("{ext}", str(ext)) for arg in argv), cwd=tmp_path)
     assert result.returncode == 2, f"exit {result.returncode}; stderr:\n{result.stderr[-3000:]}"
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ext"]
 
 
-def test_a_refused_command_leaves_no_empty_folders(tmp_path):
+def test_a_refused_command_leaves_no_empty_folders(run_cli, tmp_path):
     """Bad input removes the run directory and the folders above it that the command created (outputs/runs/<date>/);
     a folder that was there before stays, empty or not (a refusal after torch loads: tests/test_extending.py)."""
-    result = run_in(tmp_path, "style_weight=-1")
+    result = run_cli("style_weight=-1", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error: "), result.stderr[-3000:]
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "outputs" / "runs" / "mine").mkdir(parents=True)
-    result = run_in(tmp_path, "style_weight=-1", "hydra.run.dir=outputs/runs/mine/new/run")
+    result = run_cli("style_weight=-1", "hydra.run.dir=outputs/runs/mine/new/run", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*"))] == [
         "outputs", "outputs/runs", "outputs/runs/mine"]

@@ -4,12 +4,9 @@ their own folders, chosen on the command line like a shipped one (docs/architect
 import json
 import os
 import re
-import subprocess
-import sys
 import textwrap
 
 import pytest
-from conftest import RUN_SCRIPT
 
 from nst_research.errors import UserInputError
 from nst_research.parts import check_targets
@@ -68,7 +65,7 @@ def test_a_style_loss_and_a_term_from_outside_the_package(run_cli, tmp_path):
     assert losses["brightness"] < results["initial_losses"]["brightness"]
 
 
-def test_a_loss_off_pythonpath_is_one_line_and_writes_nothing(tmp_path):
+def test_a_loss_off_pythonpath_is_one_line_and_writes_nothing(run_cli, tmp_path):
     """Forgetting PYTHONPATH for one's own loss: one line naming the class, exit 2, and no run directory or
     empty date folder where the command ran."""
     (tmp_path / "my_losses.py").write_text(textwrap.dedent(LOSS_MODULE))
@@ -76,10 +73,8 @@ def test_a_loss_off_pythonpath_is_one_line_and_writes_nothing(tmp_path):
     (tmp_path / "conf" / "style_loss" / "channel_mean.yaml").write_text("_target_: my_losses.ChannelMeanLoss\n")
     work = tmp_path / "work"
     work.mkdir()
-    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
-    result = subprocess.run([sys.executable, str(RUN_SCRIPT), "--config-dir", str(tmp_path / "conf"),
-                             "style_loss=channel_mean", "image_size=32", "iterations=2", "logger=csv"],
-                            cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    result = run_cli("--config-dir", str(tmp_path / "conf"), "style_loss=channel_mean", "image_size=32",
+                     "iterations=2", "logger=csv", cwd=work)
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.strip() == ("error: style_loss: cannot import my_losses.ChannelMeanLoss "
                                      "(No module named 'my_losses'); is it on PYTHONPATH?")
