@@ -11,6 +11,7 @@ writing: each run directory has one writer, `tracking.runlock`) is one line with
 OmegaConf are imported before the command line is parsed: torch and Lightning load with the task.
 """
 
+import atexit
 import contextlib
 import gc
 import importlib
@@ -27,6 +28,7 @@ from types import ModuleType
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -97,6 +99,24 @@ def remove_unfinished_run_dir(output_dir: Path) -> None:
     (output_dir / LOCK_FILE).unlink(missing_ok=True)
     if output_dir.is_dir() and not any(output_dir.iterdir()):
         output_dir.rmdir()
+
+
+class NewRunFolders(Callback):
+    """Hydra creates a run directory with the folders above it that are missing (outputs/runs/<date>/). When the
+    command ends with those folders empty (bad input removed its run directory: `remove_unfinished_run_dir`),
+    they go too; a folder that existed before the command is never removed."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
+        new = [folder for folder in Path(config.hydra.run.dir).absolute().parents if not folder.exists()]
+        if new:
+            atexit.register(remove_empty_folders, new)
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove each of `folders` (innermost first) that is an empty folder."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty, or gone
+            folder.rmdir()
 
 
 def record_choices(cfg: DictConfig, choices: DictConfig) -> None:
@@ -229,6 +249,9 @@ def main(cfg: DictConfig) -> float | list[float]:
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
         check_before_loading(cfg)
         task = task_module(cfg.task)
+        from nst_research.parts import check_targets
+
+        check_targets(cfg)
         with run_lock(Path(cfg.output_dir)):
             results = task.run(cfg)
     except (UserInputError, RunDiverged, RunBusy) as error:

@@ -1,12 +1,13 @@
 """Parts built from `_target_` config nodes, with a user's configuration mistake as one clear line."""
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import _locate, instantiate
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from nst_research.errors import UserInputError
 
@@ -34,3 +35,38 @@ def make_trainer(node: Mapping[str, Any], **kwargs: Any) -> Any:
             raise UserInputError(f"trainer: {error.__cause__}; choose a trainer this machine supports, e.g. "
                                  "trainer=cpu (or trainer=ddp_cpu for several processes)") from None
         raise
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Import the class or function of every `_target_` node in `cfg` before the run starts: one that cannot
+    be imported (a module of one's own left off PYTHONPATH, a misspelt name) is a UserInputError naming it,
+    instead of Hydra's error when the part is built."""
+    for key, target in targets(OmegaConf.to_container(cfg, resolve=False)):
+        if "${" in target:
+            try:
+                target = OmegaConf.select(cfg, f"{key}._target_" if key else "_target_")
+            except OmegaConfBaseException:
+                continue  # building the part reports it
+        try:
+            _locate(target)
+        except ImportError as error:
+            where, cause = key or "_target_", error.__cause__ or error
+            module, _, name = target.rpartition(".")
+            if isinstance(cause, ModuleNotFoundError) and cause.name == target:  # the module has no such name
+                raise UserInputError(f"{where}: cannot import {target}: {module} has no {name}; "
+                                     "check the name") from None
+            raise UserInputError(f"{where}: cannot import {target} ({cause}); is it on PYTHONPATH?") from None
+
+
+def targets(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted key of the node, its `_target_`) for every `_target_` node in a config container."""
+    if isinstance(node, dict):
+        if isinstance(node.get("_target_"), str):
+            yield key, node["_target_"]
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return
+    for name, child in items:
+        yield from targets(child, f"{key}.{name}" if key else str(name))
