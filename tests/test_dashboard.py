@@ -170,7 +170,7 @@ def test_report_names_only_keys_the_runs_logged(nst_sweep, nst_dashboard):
 
 def test_report_without_the_judge_has_no_tradeoff(nst_sweep):
     """Runs that log no eval/* (judge=none): no trade-off panel, no eval axis, and no error."""
-    sweep = dash.load_sweep(nst_sweep)
+    sweep = dash.load_page(nst_sweep)
     for log in sweep.logs:
         log.keys -= {key for key in log.keys if key.startswith("eval/")}
     report, missing = dash.build_report(sweep, "someone", "nst-research")
@@ -182,7 +182,7 @@ def test_report_without_the_judge_has_no_tradeoff(nst_sweep):
 @pytest.mark.parametrize("judged", [True, False])
 def test_report_of_runs_without_wandb_logs_names_eval_keys_only_for_judged_runs(tmp_path, judged):
     """With no W&B log to read (logger=csv), the runs' results.json tell whether they were judged."""
-    sweep = dash.load_sweep(style_weight_sweep(tmp_path, judged=judged))
+    sweep = dash.load_page(style_weight_sweep(tmp_path, judged=judged))
     report, _ = dash.build_report(sweep, "someone", "nst-research")
     spec = json.loads(dash.report_spec(report, offline=True))
     scatter = [(p["config"]["xAxis"], p["config"]["yAxis"]) for p in panels(spec) if p["viewType"] == "Scatter Plot"]
@@ -248,7 +248,7 @@ def test_refuses_a_directory_without_runs(tmp_path, capsys, monkeypatch):
 
 
 def test_results_table_panel_once_the_runs_log_it(nst_sweep):
-    sweep = dash.load_sweep(nst_sweep)
+    sweep = dash.load_page(nst_sweep)
     for log in sweep.logs:
         log.keys.add("results")
     report, missing = dash.build_report(sweep, "someone", "nst-research")
