@@ -97,11 +97,11 @@ class Folder:
         return [[run for run in self.runs if run.task == task] for task in tasks]
 
     def describe(self) -> str:
-        """`sweep of 4 runs (1 running)`, `one run`, `folder of 7 runs (not one sweep): 5 style transfer, 2 GAN`."""
+        """`sweep of 4 runs, 1 running`, `one run`, `folder of 7 runs (not one sweep): 5 style transfer, 2 GAN`."""
         running = sum(run.results.get("status") == "running" for run in self.runs)
-        what = {"run": "one run", "sweep": f"sweep of {plural(len(self.runs), 'run')}",
-                "folder": f"folder of {plural(len(self.runs), 'run')} (not one sweep)"}[self.kind]
-        what += f" ({running} running)" if running and self.kind != "run" else " (running)" if running else ""
+        runs = plural(len(self.runs), "run") + (f", {running} running" if running else "")
+        what = {"run": "one run" + (", running" if running else ""), "sweep": f"sweep of {runs}",
+                "folder": f"folder of {runs}" + " (not one sweep)" * (len(self.runs) > 1)}[self.kind]
         sections = self.sections()
         if len(sections) > 1:
             what += ": " + ", ".join(f"{len(runs)} {task_name(runs[0].task)}" for runs in sections)
