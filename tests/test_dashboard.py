@@ -195,7 +195,7 @@ def test_page_ranks_by_the_judge_and_draws_the_tradeoff(nst_sweep, nst_dashboard
     """The runs' style weights differ: the star goes to the best judge's score, not to the smallest total loss,
     and the trade-off plane has every run's point in its table colour."""
     out, _, page = nst_dashboard
-    runs = dash.find_runs(nst_sweep)
+    runs = dash.load_page(nst_sweep).runs
     scores = [run.results["eval"]["score"] for run in runs]
     assert "Ranked by the judge&#x27;s score" in page and "objective.terms.style.weight" in page
     assert "Ranked by the judge's score" in out  # the console says it too

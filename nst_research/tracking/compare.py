@@ -182,8 +182,8 @@ def read_folder(path: Path) -> Folder:
     directories = sorted([*finished, *running], key=lambda p: [in_order(part) for part in p.relative_to(path).parts])
     if not directories:
         stopped = f" ({plural(len(started), 'job')} started and stopped without one)" if started else ""
-        raise UserInputError(f"no results.json in {path} or its subdirectories, {MAX_DEPTH} levels down{stopped}; "
-                             "give a run, a sweep or a folder of runs")
+        raise UserInputError(f"no results.json in {path} or up to {MAX_DEPTH} folders below it{stopped}; give a run, "
+                             "a sweep or a folder of runs")
     runs = [read_run(directory, directory in running or is_running(directory)) for directory in directories]
     groups = {(run.config.get("sweep") or {}).get("group") for run in runs}
     if directories == [path]:
@@ -320,9 +320,10 @@ def objective_differences(runs: list[Run]) -> list[str] | None:
 def ranking(runs: list[Run]) -> Ranking:
     """Total loss where every run optimised one objective (OBJECTIVE_KEYS agree); else the judge's score, which
     measures every run alike; else nothing (runs with different objectives and no judge). GANs: the Frechet
-    distance, one metric for every run."""
+    distance, one metric for every run. Runs still running are left out: they are not ranked yet."""
+    runs = [run for run in runs if run.results.get("status") != "running"]
     if len(runs) < 2:
-        return Ranking(None, None, None, "One run: nothing to rank.")
+        return Ranking(None, None, None, "One run: nothing to rank." if len(runs) == 1 else "No run has finished.")
     if runs[0].task == "gan":
         return Ranking("Frechet distance", ("frechet_distance", "final"), "val/frechet_distance",
                        "Ranked by the final Frechet distance (lower is better), one metric for every run.")

@@ -474,7 +474,8 @@ def results_table(section: Section, directory: Path) -> str:
     for index, run in enumerate(section.runs):
         values = override_values(run)
         settings = "".join(f"<div>{esc(k)}={esc(values[k])}</div>" for k in section.swept if k in values)
-        job = run.directory.relative_to(directory).as_posix() if run.directory != directory else run.directory.name
+        deep = run.directory.parent != directory and run.directory != directory  # in a folder of runs: its path
+        job = run.directory.relative_to(directory).as_posix() if deep else f"job {run.directory.name}"
         status = str(run.results.get("status", "unknown"))
         error = run.results.get("error")
         cells = []
@@ -538,7 +539,7 @@ def dashboard_html(page: Page, offline_note: str, url: str | None = None) -> str
     saved W&B report, or says why there is none (`offline_note`)."""
     folder, name = page.folder, page.directory.name
     statuses = [str(run.results.get("status", "unknown")) for run in page.runs]
-    counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
+    counts = "".join(f" · {statuses.count(s)} {s}" for s in dict.fromkeys(statuses) if s != "running")
     tasks = {section.task for section in page.sections}
     task = capitalised(task_name(next(iter(tasks)))) + " " if len(tasks) == 1 else ""
     title = {"sweep": f"{task}sweep", "run": f"{task}run"}.get(folder.kind, "Runs")
@@ -552,7 +553,7 @@ def dashboard_html(page: Page, offline_note: str, url: str | None = None) -> str
 <title>{esc(name)}: {esc(title)} dashboard</title><style>{STYLE}</style></head>
 <body><main>
 <header><h1>{esc(title)} · {esc(name)}</h1>
-<p class="meta">{esc(folder.describe())} · {esc(counts)}{group_html} · <code>{esc(page.directory.resolve())}</code></p>
+<p class="meta">{esc(folder.describe())}{esc(counts)}{group_html} · <code>{esc(page.directory.resolve())}</code></p>
 {skipped}</header>
 {"".join(section_html(section, page) for section in page.sections)}
 <footer>Made by <code>python scripts/dashboard.py {esc(page.directory)}</code> from the run directories.
