@@ -321,9 +321,11 @@ def ranking(runs: list[Run]) -> Ranking:
     """Total loss where every run optimised one objective (OBJECTIVE_KEYS agree); else the judge's score, which
     measures every run alike; else nothing (runs with different objectives and no judge). GANs: the Frechet
     distance, one metric for every run. Runs still running are left out: they are not ranked yet."""
-    runs = [run for run in runs if run.results.get("status") != "running"]
     if len(runs) < 2:
-        return Ranking(None, None, None, "One run: nothing to rank." if len(runs) == 1 else "No run has finished.")
+        return Ranking(None, None, None, "One run: nothing to rank.")
+    if len(finished := [run for run in runs if run.results.get("status") != "running"]) < 2:
+        return Ranking(None, None, None, f"{len(finished)} of {len(runs)} runs finished: nothing to rank yet.")
+    runs = finished
     if runs[0].task == "gan":
         return Ranking("Frechet distance", ("frechet_distance", "final"), "val/frechet_distance",
                        "Ranked by the final Frechet distance (lower is better), one metric for every run.")
