@@ -177,6 +177,10 @@ def config_key(override: str, configs: list[dict[str, Any]]) -> str | None:
     return next((k for k in (f"{key}.name", f"{key}._target_", *differing) if k in differing), None)
 
 
+def capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -197,17 +201,16 @@ def build_report(page: Page, entity: str | None, project: str) -> tuple[wr.Repor
     """The W&B Report of the page's runs, a part per task when they are of several, and the keys of REPORT_KEYS its
     panels leave out because no run logs them. Without `entity` the report asks the W&B API for the default entity
     (it needs a login)."""
-    folder, several = page.folder, len(page.sections) > 1
-    title = {"sweep": f"Sweep {page.sections[0].group or page.directory.name}" if not several else
-             f"Sweep {page.directory.name}", "run": f"Run {page.directory.name}"}.get(folder.kind,
-                                                                                   f"Runs in {page.directory.name}")
+    folder, several, name = page.folder, len(page.sections) > 1, page.directory.name
+    group = page.sections[0].group if not several else None
+    title = {"sweep": f"Sweep {group or name}", "run": f"Run {name}"}.get(folder.kind, f"Runs in {name}")
     report = wr.Report(project=project, title=title, description="Made by scripts/dashboard.py",
                        **({"entity": entity} if entity else {}))
     blocks: list[Any] = [wr.P(f"{folder.describe()}: {page.directory}.")] if several else []
     missing: list[str] = []
     for section in page.sections:
         if several:
-            blocks.append(wr.H1(f"{task_name(section.task)[:1].upper()}{task_name(section.task)[1:]} runs"))
+            blocks.append(wr.H1(f"{capitalised(task_name(section.task))} runs"))
         section_blocks, section_missing = report_section(section, folder, report.entity, project)
         blocks += section_blocks
         missing += [key for key in section_missing if key not in missing]
@@ -508,10 +511,6 @@ def settings_list(section: Section) -> str:
               if k not in section.swept and all(p.get(k) == v for p in parsed)] if len(parsed) > 1 else []
     fixed = f'<p class="fixed">Same in every run: <code>{esc(" ".join(shared))}</code></p>' if shared else ""
     return f'<dl class="settings">{"".join(items)}</dl>{fixed}' if items else fixed or "<p>No overrides.</p>"
-
-
-def capitalised(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def section_html(section: Section, page: Page) -> str:
