@@ -31,6 +31,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nst_research.errors import RunDiverged, UserInputError, environment_fault
+from nst_research.tracking.console import lightning_notices_to_log
 from nst_research.tracking.runlock import LOCK_FILE, RunBusy, RunLock
 from nst_research.tracking.sweep import ResultFields, sweep_job, with_sweep_job
 
@@ -48,9 +49,6 @@ warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # the froze
 warnings.filterwarnings("ignore", ".*treespec.*")  # a Lightning deprecation notice, not ours
 # A GAN run validates before fit and fits from scratch: Lightning's advice on ckpt_path does not apply.
 warnings.filterwarnings("ignore", ".*fit\\(ckpt_path=.*")
-# Lightning's notices (devices found, "fit stopped") are not news on each run: the console keeps the progress bar,
-# our notices and the result line.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 # `${product:a,b}`: a searched setting as a multiple of another (nst_pareto's style weight of each style loss)
 OmegaConf.register_new_resolver("product", lambda *factors: math.prod(factors), replace=True)
 
@@ -229,6 +227,7 @@ def main(cfg: DictConfig) -> float | list[float]:
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
         check_before_loading(cfg)
         task = task_module(cfg.task)
+        lightning_notices_to_log()  # the console keeps the progress bar, our notices and the result line
         with run_lock(Path(cfg.output_dir)):
             results = task.run(cfg)
     except (UserInputError, RunDiverged, RunBusy) as error:
@@ -263,7 +262,9 @@ def main(cfg: DictConfig) -> float | list[float]:
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:  # under DDP every process returns here; one summary line
-        print(f"result: {Path(cfg.output_dir) / results.result}  {task.summary(results)}")
+        line = f"result: {Path(cfg.output_dir) / results.result}  {task.summary(results)}"
+        print(line)
+        log.info(line)
     if score is None:
         return task.score(results)
     try:

@@ -11,6 +11,7 @@ a multi-objective search's `ParetoSet` writes the trials no other beats, and dra
 """
 
 import json
+import logging
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -70,6 +71,23 @@ def with_sweep_job(cfg: DictConfig, job: dict[str, Any]) -> None:
         if wandb is not None:
             wandb.group = wandb.group or job["group"]
             wandb.name = wandb.name or job["name"]
+
+
+class QuietOptuna(Callback):
+    """An Optuna search prints what Hydra already says (the study, each trial's overrides, the best parameters)
+    and two kinds of noise: alembic's "setup plugin" lines, when Optuna loads it, and Optuna's own notices in
+    colour codes. Before the sweeper loads Optuna, both are set to pass on warnings only, Optuna's in Hydra's
+    plain format."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if "optuna" not in str(config.hydra.sweeper.get("_target_", "")):
+            return
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.disable_default_handler()
+        optuna.logging.enable_propagation()
 
 
 class MultirunSummary(Callback):
