@@ -15,9 +15,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from nst_research.errors import UserInputError
 from nst_research.feedforward.checkpoint import load_network
 from nst_research.feedforward.module import FeedForwardModule
-from nst_research.feedforward.stylize import main
+from nst_research.feedforward.stylize import exported, main
 from nst_research.nst.images import load_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +38,13 @@ class MeanColour(nn.Module):
         content = (images - self.content).pow(2).mean()
         style = (images.mean((2, 3), keepdim=True) - self.colour).pow(2).mean()
         return {"total": content + style, "content": content, "style": style}
+
+
+class SizeBranch(nn.Module):
+    """A network whose forward depends on the image's width: torch.export cannot make it any size."""
+
+    def forward(self, image):
+        return image.flip(-1) if image.shape[-1] > 100 else image
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +188,12 @@ def test_exported_program_matches_the_checkpoint_at_any_size(run_dir, tmp_path, 
         image = torch.rand(*shape)
         with torch.no_grad():
             torch.testing.assert_close(exported(image), load_network(run_dir)(image), atol=1e-5, rtol=0)
+
+
+def test_a_network_that_cannot_take_every_size_is_refused_in_one_line():
+    with pytest.raises(UserInputError, match=r"^--export: SizeBranch cannot be exported for every image size "
+                                             r"\(Constraints violated \(width\)\); export a network"):
+        exported(SizeBranch())
 
 
 def test_run_stopped_before_its_first_validation_uses_interrupted(run_dir, images, tmp_path, capsys):

@@ -97,7 +97,7 @@ def exported(network: nn.Module) -> torch.export.ExportedProgram:
         return torch.export.export(network.cpu(), (torch.rand(2, 3, 61, 63),), dynamic_shapes=(any_size,))
     except torch._dynamo.exc.UserError as error:
         raise UserInputError(f"--export: {type(network).__name__} cannot be exported for every image size "
-                             f"({str(error).splitlines()[0]}); export a network whose forward has no "
+                             f"({str(error).splitlines()[0].split('! ')[0]}); export a network whose forward has no "
                              "size-dependent branches") from None
 
 
