@@ -49,6 +49,9 @@ warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # the froze
 warnings.filterwarnings("ignore", ".*treespec.*")  # a Lightning deprecation notice, not ours
 # A GAN run validates before fit and fits from scratch: Lightning's advice on ckpt_path does not apply.
 warnings.filterwarnings("ignore", ".*fit\\(ckpt_path=.*")
+# Lightning's notices (devices found, "fit stopped") are not news on each run: the console keeps the progress bar,
+# our notices and the result line.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 # `${product:a,b}`: a searched setting as a multiple of another (nst_pareto's style weight of each style loss)
 OmegaConf.register_new_resolver("product", lambda *factors: math.prod(factors), replace=True)
 
@@ -227,7 +230,7 @@ def main(cfg: DictConfig) -> float | list[float]:
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
         check_before_loading(cfg)
         task = task_module(cfg.task)
-        lightning_notices_to_log()  # the console keeps the progress bar, our notices and the result line
+        lightning_notices_to_log()
         with run_lock(Path(cfg.output_dir)):
             results = task.run(cfg)
     except (UserInputError, RunDiverged, RunBusy) as error:

@@ -28,9 +28,8 @@ def notice_once(message: str, marker: Path | None) -> None:
 
 
 def lightning_notices_to_log() -> None:
-    """Lightning prints its INFO records (devices found, "fit stopped", "Received SIGTERM", the default of
-    `weights_only` when it saves on Ctrl-C) through a console handler of its own; keep them in the log and its
-    warnings on the console."""
+    """Lightning prints its INFO records ("Received SIGTERM", the default of `weights_only` when it saves on
+    Ctrl-C) through a console handler of its own; keep them in the log and its warnings on the console."""
     for handler in logging.getLogger("lightning").handlers:
         if type(handler) is logging.StreamHandler:
             handler.setLevel(logging.WARNING)
