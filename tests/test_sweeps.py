@@ -50,6 +50,7 @@ def test_six_jobs_each_with_its_own_finished_wandb_run(six_run_sweep):
     assert "multirun: 6 jobs, 0 failed" in result.stdout
     (said,) = [line for line in result.stderr.splitlines() if line.startswith("W&B:")]  # once for the sweep
     assert f"wandb sync {sweep_dir}/*/wandb/offline-run-*" in said
+    assert sorted(p.name for p in sweep_dir.iterdir() if not p.name.isdigit()) == ["multirun.yaml"]  # nothing left
 
 
 def test_jobs_share_a_group_and_are_named_by_what_differs(six_run_sweep):

@@ -33,8 +33,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from nst_research.atomic import write_atomic
 from nst_research.tracking.console import notice, notice_once
 from nst_research.tracking.results import Artifact
-
-OFFLINE_MARKER = ".wandb_offline_said"  # in a multirun's folder: its jobs' W&B notice was given
+from nst_research.tracking.sweep import SAID_MARKER
 
 
 def wandb_url() -> str:
@@ -144,7 +143,7 @@ def offline_notice(reason: str, run_dir: str) -> None:
         notice(f"W&B: {reason}; logging offline to {run_dir} (upload later with `wandb sync <that dir>`)")
         return
     notice_once(f"W&B: {reason}; logging each job offline into its own folder (upload later with "
-                f"`wandb sync {sweep}/*/wandb/offline-run-*`)", sweep / OFFLINE_MARKER)
+                f"`wandb sync {sweep}/*/wandb/offline-run-*`)", sweep / SAID_MARKER)
 
 
 def multirun_dir() -> Path | None:

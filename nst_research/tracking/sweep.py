@@ -73,6 +73,9 @@ def with_sweep_job(cfg: DictConfig, job: dict[str, Any]) -> None:
             wandb.name = wandb.name or job["name"]
 
 
+SAID_MARKER = ".notice_said"  # in a multirun's folder while it runs: a notice for all its jobs was given
+
+
 class QuietOptuna(Callback):
     """An Optuna search prints what Hydra already says (the study, each trial's overrides, the best parameters)
     and two kinds of noise: alembic's "setup plugin" lines, when Optuna loads it, and Optuna's own notices in
@@ -95,6 +98,7 @@ class MultirunSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        (sweep_dir / SAID_MARKER).unlink(missing_ok=True)  # a later multirun into this folder says it again
         paths = sorted(sweep_dir.glob("*/results.json"), key=lambda p: (len(p.parent.name), p.parent.name))
         statuses = {path.parent.name: json.loads(path.read_text()) for path in paths}
         failed = {job: r for job, r in statuses.items() if r.get("status") != "completed"}
