@@ -33,6 +33,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nst_research.errors import RunDiverged, UserInputError, environment_fault, user_message
+from nst_research.tracking.console import lightning_notices_to_log
 from nst_research.tracking.runlock import LOCK_FILE, RunBusy, RunLock
 from nst_research.tracking.sweep import ResultFields, sweep_job, with_sweep_job
 
@@ -252,6 +253,7 @@ def main(cfg: DictConfig) -> float | list[float]:
         from nst_research.parts import check_targets
 
         check_targets(cfg)
+        lightning_notices_to_log()
         with run_lock(Path(cfg.output_dir)):
             results = task.run(cfg)
     except (UserInputError, RunDiverged, RunBusy) as error:
@@ -285,7 +287,9 @@ def main(cfg: DictConfig) -> float | list[float]:
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:  # under DDP every process returns here; one summary line
-        print(f"result: {Path(cfg.output_dir) / results.result}  {task.summary(results)}")
+        line = f"result: {Path(cfg.output_dir) / results.result}  {task.summary(results)}"
+        print(line)
+        log.info(line)
     if score is None:
         return task.score(results)
     try:

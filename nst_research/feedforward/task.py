@@ -31,6 +31,7 @@ from nst_research.nst.task import build_judge, build_objective
 from nst_research.parts import build, make_trainer
 from nst_research.tracking.checkpoints import AtomicCheckpointIO, RunModelCheckpoint
 from nst_research.tracking.lifecycle import RunLifecycle
+from nst_research.tracking.progress import StepProgressBar
 from nst_research.tracking.results import Artifact, RunResults
 
 MONITOR = "val/total"
@@ -168,6 +169,8 @@ def run(cfg: DictConfig) -> FeedForwardResults:
     on_interrupt = OnExceptionCheckpoint(dirpath=folder, filename="interrupted")
     callbacks = [best, last, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
     extra_callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
+    if cfg.trainer.get("enable_progress_bar", True):
+        extra_callbacks.append(StepProgressBar())  # the bar counts steps: the budget is in steps
     # The trainer first: a device this machine lacks is refused at once, and under DDP it knows this
     # process's rank before any file or logger.
     trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
