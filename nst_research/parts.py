@@ -5,6 +5,7 @@ from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import _locate, instantiate
+from lightning.pytorch.plugins.precision import HalfPrecision
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
@@ -27,13 +28,16 @@ def build(node: Mapping[str, Any], **kwargs: Any) -> Any:
 
 def make_trainer(node: Mapping[str, Any], **kwargs: Any) -> Any:
     """The Lightning Trainer of the `trainer` node; a device this machine lacks (trainer=gpu or ddp without a
-    GPU) is a UserInputError, raised before the run writes anything."""
+    GPU) or a setting Lightning refuses (a `trainer.precision` it does not know, a package it needs for one)
+    is a UserInputError, raised before the run writes anything."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as error:
         if isinstance(error.__cause__, MisconfigurationException):
             raise UserInputError(f"trainer: {error.__cause__}; choose a trainer this machine supports, e.g. "
                                  "trainer=cpu (or trainer=ddp_cpu for several processes)") from None
+        if isinstance(error.__cause__, ValueError | ModuleNotFoundError):
+            raise UserInputError(f"trainer: {error.__cause__}") from None
         raise
 
 
@@ -70,3 +74,13 @@ def targets(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
         return
     for name, child in items:
         yield from targets(child, f"{key}.{name}" if key else str(name))
+
+
+def check_training_precision(trainer: Any) -> None:
+    """Networks train with fp32 (or fp64) weights: Lightning's `bf16-true` and `16-true` would hold the weights,
+    Adam's moments and the generator's moving average in 16 bits, whose rounding drops the small updates.
+    Mixed precision (`bf16-mixed`, `16-mixed`) computes in 16 bits and keeps the weights in fp32."""
+    if isinstance(trainer.precision_plugin, HalfPrecision):
+        raise UserInputError(f"trainer.precision={trainer.precision_plugin.precision} keeps the weights themselves in "
+                             "16 bits; use trainer.precision=bf16-mixed (or 16-mixed on a GPU), which computes in "
+                             "16 bits and keeps fp32 weights")

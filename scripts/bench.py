@@ -11,10 +11,10 @@
 
 Sections: `nst` (style-transfer step time, framework vs a plain PyTorch loop), `time_to_quality`
 (steps and time for each candidate way to reach the default run's loss sooner), `gan` (GAN step time, framework
-vs a plain PyTorch loop) and, not in the defaults, `batched_sweep` (a batched sweep vs the same runs one after
-another), `memory` (peak memory of Adam at 1024 and 2048 px), `feedforward` (training steps per second of a
-feed-forward network at 128 and 256 px, and the time to stylise an image at 256, 512 and 1024 px), `judge` (the
-judge's reference and score against a default run's steps) and `startup`
+vs a plain PyTorch loop, in fp32 and bf16-mixed) and, not in the defaults, `batched_sweep` (a batched sweep vs the
+same runs one after another), `memory` (peak memory of Adam at 1024 and 2048 px), `feedforward` (training steps
+per second of a feed-forward network at 128 and 256 px in fp32 and bf16-mixed, and the time to stylise an image
+at 256, 512 and 1024 px), `judge` (the judge's reference and score against a default run's steps) and `startup`
 (the command line's quick answers, and where a run's time goes before its first step and after its last). CUDA
 rows appear when a GPU is present.
 """

@@ -25,7 +25,8 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert {row["case"] for row in steps if row["section"] == "nst"} == {
         f"{optimizer} 64px {loop}" for optimizer in ("lbfgs", "adam") for loop in ("framework", "plain")}
     assert {row["case"] for row in steps if row["section"] == "gan"} == {
-        f"{gan} (bce) {loop}" for gan in ("fc", "dcgan") for loop in ("framework", "plain")}
+        f"{gan} (bce, {precision}) {loop}" for gan in ("fc", "dcgan") for precision in ("32-true", "bf16-mixed")
+        for loop in ("framework", "plain")}
     assert [row["case"] for row in steps if row["section"] == "memory"] == ["adam 128px framework"]
     for row in steps:
         assert row["median_step_ms"] > 0 and row["steps_per_s"] > 0 and row["peak_memory_mib"] >= 0, row
@@ -34,7 +35,8 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert {row["case"] for row in ratios} == {"lbfgs 64px", "adam 64px"}
     assert all(row["ratio"] == row["framework_ms"] / row["plain_ms"] for row in ratios)
     gan_ratios = report["gan_overhead"]
-    assert {row["case"] for row in gan_ratios} == {"fc (bce)", "dcgan (bce)"}
+    assert {row["case"] for row in gan_ratios} == {f"{gan} (bce, {precision})" for gan in ("fc", "dcgan")
+                                                   for precision in ("32-true", "bf16-mixed")}
     assert all(row["ratio"] == row["framework_ms"] / row["plain_ms"] > 0 for row in gan_ratios)
     assert "GAN: framework vs plain PyTorch loop" in done.stdout
     default, *tried = report["time_to_quality"]
