@@ -18,8 +18,10 @@ QUALITY_CANDIDATES = {name: overrides for name, overrides in PRECISIONS.items() 
 
 
 def run_section(devices: list[str], quick: bool) -> list[Measurement]:
-    """Each precision's step time through the framework, the precisions alternating in fresh processes."""
-    variants = {name: partial(framework_case, overrides=overrides) for name, overrides in PRECISIONS.items()}
+    """Each precision's step time through the framework, the precisions alternating in fresh processes (not
+    judged: the judge runs after the last step, in fp32 whatever the precision)."""
+    variants = {name: partial(framework_case, overrides=[*overrides, "judge=none"])
+                for name, overrides in PRECISIONS.items()}
     return alternating("precision", variants, devices, quick)
 
 
