@@ -102,8 +102,8 @@ class BatchedStyleTransferModule(StyleTransferModule):
 
     @torch.no_grad()
     def evaluate_elements(self) -> list[dict[str, float]]:
-        """Every loss term of each element's image as it would be saved (clamped to [0, 1])."""
-        batch = self.objective.element_losses(self.current_image().clamp(0, 1))
+        """Every loss term of each element's image as it would be saved (clamped to [0, 1]), in fp32."""
+        batch = self.objective.element_losses(self.current_image().clamp(0, 1), exact=True)
         return [dict(zip(terms, torch.stack(list(terms.values())).tolist())) for terms in batch]
 
     def compute_losses(self) -> dict[str, Tensor]:
@@ -204,6 +204,7 @@ def partial_outcome(module: BatchedStyleTransferModule, elements: list[Element],
                 logger.log_metrics({f"scale/{max(size)}px/{k}": v for k, v in final.items()}, step=step)
                 logger.log_metrics({**{f"final/{k}": v for k, v in final.items()}, **judged}, step=step)
         return StyleTransferResults.of(status, scales, element.seed, str(module.device), error,
-                                       judge=None if judging is None else judging.judge.settings())
+                                       judge=None if judging is None else judging.judge.settings(),
+                                       precision=module.objective.precision.record())
 
     return finish
