@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from nst_research.errors import UserInputError
+from nst_research.precision import TrainingPrecision
 
 
 def build(node: Mapping[str, Any], **kwargs: Any) -> Any:
@@ -74,6 +75,17 @@ def targets(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
         return
     for name, child in items:
         yield from targets(child, f"{key}.{name}" if key else str(name))
+
+
+def make_training_trainer(node: Mapping[str, Any], **kwargs: Any) -> tuple[Any, TrainingPrecision]:
+    """The Trainer of a training task (feed-forward, GAN) and its precision: `trainer.precision=auto` resolved for
+    the device (and said on the console), 16-bit weights refused (`check_training_precision`)."""
+    precision = TrainingPrecision.of(node)
+    trainer = make_trainer(node, **{"precision": precision.value, **kwargs})
+    check_training_precision(trainer)
+    if precision.reason != "requested" and trainer.is_global_zero:
+        print(f"precision: {precision.value} ({precision.reason})")
+    return trainer, precision
 
 
 def check_training_precision(trainer: Any) -> None:

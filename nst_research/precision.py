@@ -6,7 +6,8 @@ while the image, its parameterization, the losses' sums and differences, the opt
 line search stay in fp32 (a loss is fp32 before `backward`). `auto` picks bf16 where matrix products in bf16
 are native: a CPU with AVX-512 BF16 or AMX (as oneDNN, which runs PyTorch's CPU convolutions, uses them) or an
 NVIDIA GPU of compute capability 8.0 or later; elsewhere bf16 is emulated and slower than fp32, so `auto`
-keeps fp32. `bf16_support(device)` is the probe, for any task to use.
+keeps fp32. `bf16_support(device)` is the probe, for any task to use: the training tasks (feed-forward, GAN)
+use it for `trainer.precision=auto`, Lightning's mixed precision where it pays (`TrainingPrecision`).
 """
 
 from contextlib import AbstractContextManager, nullcontext
@@ -97,3 +98,34 @@ class Precision:
     def record(self) -> dict[str, Any]:
         """What results.json keeps."""
         return {"dtype": self.dtype, "channels_last": self.channels_last, "reason": self.reason}
+
+
+def accelerator_device(accelerator: str) -> torch.device:
+    """The device a Lightning `accelerator` value trains on (`auto`: a CUDA GPU, else MPS, else the CPU)."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class TrainingPrecision:
+    """Lightning's `trainer.precision` for a training task, with `auto` resolved: `bf16-mixed` (bf16 autocast,
+    fp32 weights) where the device multiplies bf16 natively, `32-true` elsewhere; and why."""
+
+    value: str
+    reason: str = "requested"
+
+    @classmethod
+    def of(cls, trainer_node: Any) -> "TrainingPrecision":
+        """The precision the `trainer` node asks for; `auto` looked up for the node's accelerator."""
+        requested = str(trainer_node.get("precision", "32-true"))
+        if requested != "auto":
+            return cls(requested)
+        native, why = bf16_support(accelerator_device(str(trainer_node.get("accelerator", "auto"))))
+        return cls("bf16-mixed" if native else "32-true", f"auto: {why}")
+
+    def record(self) -> dict[str, str]:
+        """What results.json keeps."""
+        return {"dtype": self.value, "reason": self.reason}

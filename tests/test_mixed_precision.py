@@ -119,3 +119,21 @@ def test_unsupported_precisions_are_one_error_before_anything_is_written(compose
         run(compose_cfg([*overrides, f"trainer.precision={precision}"], output_dir=tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 
+
+
+@pytest.mark.parametrize("flags, value", [(("avx512_bf16",), "bf16-mixed"), (("avx2",), "32-true")])
+def test_auto_trains_in_bf16_mixed_only_where_the_cpu_has_native_bf16(compose_cfg, monkeypatch, capsys, flags,
+                                                                       value):
+    """`trainer.precision=auto` for a training task: Lightning's bf16-mixed on a CPU with native bf16 matrix
+    products, 32-true elsewhere; the run says which and why, on the console and in results.json."""
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {flag: True for flag in flags})
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    results = run_gan(compose_cfg([*GAN_TINY, "trainer.max_epochs=0", "trainer.precision=auto"]))
+    assert results.precision["dtype"] == value
+    assert results.precision["reason"].startswith("auto: CPU has")
+    assert f"precision: {value} (auto: CPU has" in capsys.readouterr().out
+
+
+def test_a_requested_training_precision_is_recorded_as_requested(compose_cfg):
+    results = run_gan(compose_cfg([*GAN_TINY, "trainer.max_epochs=0"]))
+    assert results.precision == {"dtype": "32-true", "reason": "requested"}

@@ -28,7 +28,7 @@ from nst_research.nst.images import MIN_IMAGE_SIZE, load_image
 from nst_research.nst.results import eval_headline, without_empty_eval
 from nst_research.nst.styles import blend_weights, style_list
 from nst_research.nst.task import build_judge, build_objective
-from nst_research.parts import build, check_training_precision, make_trainer
+from nst_research.parts import build, make_training_trainer
 from nst_research.tracking.checkpoints import AtomicCheckpointIO, RunModelCheckpoint
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.progress import StepProgressBar
@@ -50,6 +50,7 @@ class FeedForwardResults(RunResults):
     steps: int = 0
     image_size: int | None = None
     device: str | None = None
+    precision: dict[str, str] | None = None  # Lightning's trainer.precision that ran, and why (auto's reason)
     processes: int = 1
     initial_losses: dict[str, float] = field(default_factory=dict)
     final_losses: dict[str, float] = field(default_factory=dict)
@@ -173,13 +174,13 @@ def run(cfg: DictConfig) -> FeedForwardResults:
         extra_callbacks.append(StepProgressBar())  # the bar counts steps: the budget is in steps
     # The trainer first: a device this machine lacks is refused at once, and under DDP it knows this
     # process's rank before any file or logger.
-    trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
-                           callbacks=callbacks + extra_callbacks, plugins=[AtomicCheckpointIO()])
+    trainer, precision = make_training_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
+                                               callbacks=callbacks + extra_callbacks,
+                                               plugins=[AtomicCheckpointIO()])
     check_launch(cfg, trainer)
-    check_training_precision(trainer)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     photos, module, names = build_parts(cfg, output_dir, judge)
-    describe = {"style": names, "image_size": photos.image_size, "seed": cfg.seed}
+    describe = {"style": names, "image_size": photos.image_size, "seed": cfg.seed, "precision": precision.record()}
 
     with RunLifecycle(output_dir, OmegaConf.to_container(cfg, resolve=True), cfg.get("logger"), task="feedforward",
                       primary=trainer.is_global_zero) as run:

@@ -21,7 +21,7 @@ from nst_research.errors import UserInputError
 from nst_research.gan.losses import GANLoss
 from nst_research.gan.metric import SampleMetrics, load_classifier
 from nst_research.gan.module import METRIC_KEY, GANModule
-from nst_research.parts import build, check_training_precision, make_trainer
+from nst_research.parts import build, make_training_trainer
 from nst_research.tracking.checkpoints import AtomicCheckpointIO, RunModelCheckpoint
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.results import Artifact, RunResults
@@ -44,6 +44,7 @@ class GANResults(RunResults):
     generator_steps: int = 0
     discriminator_steps: int = 0
     device: str | None = None
+    precision: dict[str, str] | None = None  # Lightning's trainer.precision that ran, and why (auto's reason)
     processes: int = 1
     conditional: str | None = None  # the discriminator's class head (projection, acgan) of a conditional GAN
     final_losses: dict[str, float] = field(default_factory=dict)
@@ -158,10 +159,10 @@ def run(cfg: DictConfig) -> GANResults:
     extra_callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
     # The trainer first: a device this machine lacks is refused at once, and under DDP it knows this
     # process's rank before any file or logger.
-    trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
-                           callbacks=callbacks + extra_callbacks, plugins=[AtomicCheckpointIO()])
+    trainer, precision = make_training_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
+                                               callbacks=callbacks + extra_callbacks,
+                                               plugins=[AtomicCheckpointIO()])
     check_launch(cfg, trainer)
-    check_training_precision(trainer)
     datamodule: ImageDataModule = build(cfg.data)
     classes = conditional_classes(cfg.gan, datamodule)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -189,7 +190,7 @@ def run(cfg: DictConfig) -> GANResults:
     knn = {"initial": None, "final": None, "real_vs_real": {name: real_vs_real[name] for name in KNN_METRICS},
            "k": cfg.metric.k}
     describe = {"gan": cfg.gan.name, "loss": cfg.gan.loss, "data": datamodule.name, "seed": cfg.seed,
-                "conditional": cfg.gan.conditional_head if classes else None}
+                "conditional": cfg.gan.conditional_head if classes else None, "precision": precision.record()}
 
     with RunLifecycle(output_dir, OmegaConf.to_container(cfg, resolve=True), cfg.get("logger"), task="gan",
                       primary=trainer.is_global_zero) as run:
