@@ -35,7 +35,7 @@ THREE_SEEDS = {"seed": ["0", "1", "2"]}
     ("gan_ema", {"gan.ema_decay": ["null", "0.95"], **THREE_SEEDS}),
     ("gan_diffaugment_low_data", {"data.train_size": ["500", "null"], "gan.augment": ["null", "diffaugment"]}),
     ("gan_spectral_norm", {"gan.discriminator.spectral_norm": ["False", "True"], **THREE_SEEDS}),
-    ("gan_conditional", {"gan.conditional": ["False", "True"], **THREE_SEEDS}),
+    ("gan_conditional", {"gan.conditional": ["True", "False"], **THREE_SEEDS}),
 ])
 def test_gan_experiments_sweep_their_option(experiment, swept):
     values = sweep_values(experiment)
