@@ -33,7 +33,8 @@ THREE_SEEDS = {"seed": ["0", "1", "2"]}
 
 @pytest.mark.parametrize("experiment, swept", [
     ("gan_ema", {"gan.ema_decay": ["null", "0.95"], **THREE_SEEDS}),
-    ("gan_diffaugment_low_data", {"data.train_size": ["500", "null"], "gan.augment": ["null", "diffaugment"]}),
+    ("gan_diffaugment_low_data", {"data.train_size": ["500", "null"], "gan.augment": ["null", "diffaugment"],
+                                  **THREE_SEEDS}),
     ("gan_spectral_norm", {"gan.discriminator.spectral_norm": ["False", "True"], **THREE_SEEDS}),
     ("gan_conditional", {"gan.conditional": ["True", "False"], **THREE_SEEDS}),
 ])
