@@ -11,6 +11,7 @@ writing: each run directory has one writer, `tracking.runlock`) is one line with
 OmegaConf are imported before the command line is parsed: torch and Lightning load with the task.
 """
 
+import atexit
 import contextlib
 import gc
 import importlib
@@ -27,10 +28,12 @@ from types import ModuleType
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nst_research.errors import RunDiverged, UserInputError, environment_fault
+from nst_research.errors import RunDiverged, UserInputError, environment_fault, user_message
+from nst_research.tracking.console import lightning_notices_to_log
 from nst_research.tracking.runlock import LOCK_FILE, RunBusy, RunLock
 from nst_research.tracking.sweep import ResultFields, sweep_job, with_sweep_job
 
@@ -97,6 +100,24 @@ def remove_unfinished_run_dir(output_dir: Path) -> None:
     (output_dir / LOCK_FILE).unlink(missing_ok=True)
     if output_dir.is_dir() and not any(output_dir.iterdir()):
         output_dir.rmdir()
+
+
+class NewRunFolders(Callback):
+    """Hydra creates a run directory with the folders above it that are missing (outputs/runs/<date>/). When the
+    command ends with those folders empty (bad input removed its run directory: `remove_unfinished_run_dir`),
+    they go too; a folder that existed before the command is never removed."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
+        new = [folder for folder in Path(config.hydra.run.dir).absolute().parents if not folder.exists()]
+        if new:
+            atexit.register(remove_empty_folders, new)
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove each of `folders` (innermost first) that is an empty folder."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty, or gone
+            folder.rmdir()
 
 
 def record_choices(cfg: DictConfig, choices: DictConfig) -> None:
@@ -229,14 +250,19 @@ def main(cfg: DictConfig) -> float | list[float]:
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task))
         check_before_loading(cfg)
         task = task_module(cfg.task)
+        from nst_research.parts import check_targets
+
+        check_targets(cfg)
+        lightning_notices_to_log()
         with run_lock(Path(cfg.output_dir)):
             results = task.run(cfg)
     except (UserInputError, RunDiverged, RunBusy) as error:
-        print(f"error: {error}", file=sys.stderr)
+        kept = kept_note(cfg) if isinstance(error, UserInputError) and job is None else ""
+        print(f"error: {user_message(error)}{kept}", file=sys.stderr)
         if job is None:
             remove_unfinished_run_dir(hydra_dir)
             sys.exit(2 if isinstance(error, UserInputError) else 1)
-        record_failed_job(cfg, str(error))
+        record_failed_job(cfg, user_message(error))
         return worst
     except SystemExit as stop:  # Ctrl-C (Lightning exits with 1) or SIGTERM (Lightning's SIGTERMException)
         hint = ("a batched sweep cannot be resumed" if cfg.get("batch_sweep") else
@@ -248,9 +274,7 @@ def main(cfg: DictConfig) -> float | list[float]:
         if job is None and fault is None:
             raise
         if job is None:
-            kept = (Path(cfg.output_dir) / "results.json").is_file()
-            print(f"error: {fault}" + (f" (the run so far is kept: python scripts/run.py resume={cfg.output_dir} "
-                                       "continues it)" if kept and not cfg.get("resume") else ""), file=sys.stderr)
+            print(f"error: {fault}{kept_note(cfg)}", file=sys.stderr)
             remove_unfinished_run_dir(hydra_dir)
             sys.exit(1)
         log.exception("job %s failed", job["job"])  # the traceback goes to the job's log file
@@ -263,7 +287,9 @@ def main(cfg: DictConfig) -> float | list[float]:
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:  # under DDP every process returns here; one summary line
-        print(f"result: {Path(cfg.output_dir) / results.result}  {task.summary(results)}")
+        line = f"result: {Path(cfg.output_dir) / results.result}  {task.summary(results)}"
+        print(line)
+        log.info(line)
     if score is None:
         return task.score(results)
     try:
@@ -271,6 +297,13 @@ def main(cfg: DictConfig) -> float | list[float]:
     except UserInputError as error:  # the run is kept; as a trial it counts as the worst
         print(f"error: {error}", file=sys.stderr)
         return worst
+
+
+def kept_note(cfg: DictConfig) -> str:
+    """For a new run stopped by an error after it started (its results.json is written): how to continue it."""
+    if cfg.get("resume") or not (Path(cfg.output_dir) / "results.json").is_file():
+        return ""
+    return f" (the run so far is kept: python scripts/run.py resume={cfg.output_dir} continues it)"
 
 
 def run_lock(output_dir: Path) -> RunLock | contextlib.nullcontext:

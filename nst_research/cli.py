@@ -1,9 +1,10 @@
 """The command line's first stop: Hydra's config errors as one line, before anything heavy is imported.
 
-`main()` composes the config for the command line's overrides with Hydra's own parser and config
-loader, as Hydra is about to, and only then imports and runs the app (`nst_research.app`, whose
-tasks load torch and Lightning). A misspelt key, an unknown group option, `+` on a key that exists,
-bad override syntax or a wrong value for a typed key ends here: one line on stderr naming the
+`main()` starts the Hydra app (`nst_research.app`, whose tasks load torch and Lightning) with a check that
+runs as soon as Hydra has built its config loader: it composes the config for the command line's overrides
+with Hydra's own parser and that loader, as Hydra is about to, so --config-dir, --config-path and
+--config-name get the same checks as the plain command line. A misspelt key, an unknown group option,
+`+` on a key that exists, bad override syntax or a wrong value for a typed key ends here: one line on stderr naming the
 closest valid key or option, exit status 2, nothing written. In a multirun (-m) the check composes
 the first job and one job per other value of each swept config group. A command line that passes
 reaches Hydra unchanged; a new key can still be added with `+key=value`. HYDRA_FULL_ERROR=1 adds
@@ -24,15 +25,16 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
-from hydra import initialize_config_dir
 from hydra._internal import utils as hydra_utils
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.hydra import Hydra
 from hydra._internal.utils import get_args_parser
 from hydra.core import utils as hydra_core_utils
 from hydra.core.config_loader import ConfigLoader
+from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -65,27 +67,52 @@ def main() -> None:
     if run_options:
         sys.argv[1:1] = run_options
         args = get_args_parser().parse_args()
-    try:
-        check(args)
-    except CommandLineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        if os.environ.get("HYDRA_FULL_ERROR") == "1" and error.__cause__ is not None:
-            traceback.print_exception(error.__cause__)
-        sys.exit(2)
+    if args.config_dir is not None and not Path(args.config_dir).is_dir():
+        refuse(CommandLineError(f"--config-dir {args.config_dir}: no such folder; give the folder that holds your "
+                                "config groups (e.g. ~/my_nst/conf)"))
     report_environment_faults_in_one_line()
+    check_when_hydra_starts(args)
     try:
         run_app()
     finally:  # the run's files are written and its loggers finished: the interpreter's last garbage collection
         gc.freeze()  # would take seconds over torch's objects to free memory that the exit frees anyway
 
 
+def refuse(error: CommandLineError) -> NoReturn:
+    """The command line's mistake as one line on stderr, exit status 2 (Hydra's own error after it with
+    HYDRA_FULL_ERROR=1)."""
+    print(f"error: {error}", file=sys.stderr)
+    if os.environ.get("HYDRA_FULL_ERROR") == "1" and error.__cause__ is not None:
+        traceback.print_exception(error.__cause__)
+    sys.exit(2)
+
+
+def check_when_hydra_starts(args: argparse.Namespace) -> None:
+    """Run `check` as soon as Hydra has built its config loader, before it composes or writes anything: the
+    loader searches what Hydra will search (--config-path, --config-dir and the primary config of
+    --config-name included), so every way into a run gets the same checks."""
+    creating = vars(Hydra)["create_main_hydra2"]
+
+    def create_and_check(cls: type[Hydra], task_name: str, config_search_path: ConfigSearchPath) -> Hydra:
+        Hydra.create_main_hydra2 = creating  # the command line's Hydra only, not a later one of the compose API
+        hydra = creating.__get__(None, cls)(task_name=task_name, config_search_path=config_search_path)
+        try:
+            check(args)
+        except CommandLineError as error:
+            refuse(error)
+        return hydra
+
+    Hydra.create_main_hydra2 = classmethod(create_and_check)
+
+
 def check(args: argparse.Namespace) -> None:
-    """Raise `CommandLineError` if Hydra would refuse the overrides in `args` (Hydra's parsed command
-    line); commands that compose nothing (--help, --info, ...) or add a config directory are left to Hydra."""
+    """Raise `CommandLineError` if Hydra would refuse `args` (Hydra's parsed command line), composing with the
+    config loader of the Hydra that is set up (`GlobalHydra`); commands that compose nothing (--help, --info,
+    ...) are left to Hydra."""
     own_commands = args.help or args.hydra_help or args.info or args.shell_completion or args.experimental_rerun
-    if not args.overrides or own_commands or args.config_path or args.config_dir or (args.cfg and args.multirun):
+    if (not args.overrides and args.config_name is None) or own_commands or (args.cfg and args.multirun):
         return
-    with warnings.catch_warnings(), initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Hydra repeats its warnings when it composes for real
         Check(GlobalHydra.instance().config_loader(), args.config_name or CONFIG_NAME).run(
             args.overrides, multirun=args.multirun, show_cfg=args.cfg is not None)
@@ -212,6 +239,12 @@ class Check:
         cause = error.__cause__
         missing = getattr(error, "missing_cfg_file", None) or ""
         group, _, name = missing.rpartition("/")
+        if isinstance(error, MissingConfigException) and missing == self.config_name:
+            return self.not_an_option("", self.config_name)
+        if isinstance(error, MissingConfigException) and not missing:  # the primary config's folder
+            folder = re.search(r"'(.*)'", str(error))
+            return (f"--config-path: no config folder {folder.group(1) if folder else ''}; give the folder that "
+                    f"holds the primary config, absolute or relative to {Path(CONFIG_DIR).parent / 'nst_research'}")
         if isinstance(error, MissingConfigException) and any(o.key_or_group == group for o in parsed):
             return self.not_an_option(group, name)
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key:
@@ -278,10 +311,12 @@ class Check:
         return None
 
     def not_an_option(self, group: str, name: str) -> str:
+        """`name` is no option of `group`; the group "" holds the primary configs (--config-name)."""
         options = [option for option in self.loader.get_group_options(group) if not option.startswith("_")]
         suggestion = closest(name, options)
         hint = f" (did you mean {suggestion}?)" if suggestion else ""
-        return f"{group}={name} is not an option; choose one of {', '.join(options)}{hint}"
+        given = f"{group}={name}" if group else f"--config-name {name}"
+        return f"{given} is not an option; choose one of {', '.join(options)}{hint}"
 
     def group_not_in_use(self, override: Override) -> str:
         """A group override for a group this config does not choose (gan=fc without task=gan)."""

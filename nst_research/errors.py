@@ -8,6 +8,17 @@ class UserInputError(ValueError):
     """Bad input (a path, a layer name, a weight): the message says what is wrong and how to fix it."""
 
 
+def user_message(error: BaseException) -> str:
+    """The error's message. An error raised while a DataLoader worker process read an item reaches the main
+    process with the worker's whole traceback as its message ("Caught ... in DataLoader worker process 0.
+    Original Traceback ..."): its message is the traceback's last line, less the exception's type."""
+    text = str(error)
+    if not (text.startswith("Caught ") and "\nOriginal Traceback" in text):
+        return text
+    last = text.rstrip().splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last
+
+
 def check_nonnegative(**values: float) -> None:
     """Each value must be a finite number >= 0; the error names the config key."""
     for name, value in values.items():

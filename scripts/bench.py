@@ -7,14 +7,18 @@
     python scripts/bench.py --sections feedforward     # feed-forward networks: training and stylising
     python scripts/bench.py --sections startup         # the command line's answers; a run's start and end
     python scripts/bench.py --sections judge           # what judging a run costs, at 128, 256 and 512 px
+    python scripts/bench.py --sections precision       # step time in fp32, bf16, each with channels_last or not
+    python scripts/bench.py --sections time_to_quality --quality-candidates precision --quality-sizes 256 512 \
+        --quality-pairs cat:coffee astronaut:hubble rocket:retina   # bf16 to the fp32 default's loss
     python scripts/bench.py --quick                    # tiny sizes and few steps: checks that it works
 
 Sections: `nst` (style-transfer step time, framework vs a plain PyTorch loop), `time_to_quality`
 (steps and time for each candidate way to reach the default run's loss sooner), `gan` (GAN step time, framework
-vs a plain PyTorch loop) and, not in the defaults, `batched_sweep` (a batched sweep vs the same runs one after
-another), `memory` (peak memory of Adam at 1024 and 2048 px), `feedforward` (training steps per second of a
-feed-forward network at 128 and 256 px, and the time to stylise an image at 256, 512 and 1024 px), `judge` (the
-judge's reference and score against a default run's steps) and `startup`
+vs a plain PyTorch loop, in fp32 and bf16-mixed) and, not in the defaults, `batched_sweep` (a batched sweep vs the
+same runs one after another), `memory` (peak memory of Adam at 1024 and 2048 px), `feedforward` (training steps
+per second of a feed-forward network at 128 and 256 px in fp32 and bf16-mixed, and the time to stylise an image
+at 256, 512 and 1024 px), `precision` (style-transfer step time in fp32 and bf16, with and without
+channels_last), `judge` (the judge's reference and score against a default run's steps) and `startup`
 (the command line's quick answers, and where a run's time goes before its first step and after its last). CUDA
 rows appear when a GPU is present.
 """
@@ -29,16 +33,17 @@ from pathlib import Path
 
 import torch
 
-from nst_research.bench import batched, feedforward, gan, judge, nst, startup
+from nst_research.bench import batched, feedforward, gan, judge, nst, precision, startup
 from nst_research.bench.measure import format_table
 
 STEP_SECTIONS = {"nst": nst.run_section, "gan": gan.run_section, "memory": nst.memory_section,
-                 "feedforward": feedforward.run_section}
+                 "feedforward": feedforward.run_section, "precision": precision.run_section}
+QUALITY_CANDIDATES = {"steps": nst.candidates, "precision": lambda quick: precision.QUALITY_CANDIDATES}
 OTHER_SECTIONS = [  # name in the JSON, title, section
     ("time_to_quality", "time to quality: each candidate's steps, loss evaluations and wall time to the default "
      "run's final loss (wall_s '-': not reached; loss: its last at the final size, or its last finite one)",
      lambda args: nst.quality_section(args.devices, args.quick, args.quality_sizes, args.quality_pairs,
-                                      args.quality_budget)),
+                                      args.quality_budget, QUALITY_CANDIDATES[args.quality_candidates](args.quick))),
     ("batched_sweep", "batched sweep of 4 style weights (Adam) vs the same 4 runs one after another (wall time)",
      lambda args: batched.run_section(args.devices, args.quick)),
     ("judge", "judge: building it, its reference and one score, against a default run's steps at the same size "
@@ -73,6 +78,9 @@ def main() -> None:
                         help="sizes for time to quality")
     parser.add_argument("--quality-pairs", nargs="+", type=pair, default=[("cat", "coffee")],
                         help="content:style pairs for time to quality (sample names or paths)")
+    parser.add_argument("--quality-candidates", choices=list(QUALITY_CANDIDATES), default="steps",
+                        help="time to quality: the ways to fewer steps (multi-scale, L-BFGS settings, "
+                             "parameterizations), or other precisions (bf16, bf16 + channels_last)")
     parser.add_argument("--quality-budget", type=float, default=1.0,
                         help="time to quality: each candidate stops after this many times the default run's time")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few steps: checks that it works")
@@ -101,6 +109,10 @@ def main() -> None:
         report["framework_overhead"] = nst.overhead(steps)
         print("framework vs plain PyTorch loop (median step time)")
         print(format_table(report["framework_overhead"]), end="\n\n")
+    if any(row.section == "precision" for row in steps):
+        report["precision_speedup"] = precision.versus_fp32(steps)
+        print("precision: median step time, and fp32's over it (above 1: faster than fp32)")
+        print(format_table(report["precision_speedup"]), end="\n\n")
     if any(row.section == "gan" for row in steps):
         report["gan_overhead"] = gan.overhead(steps)
         print("GAN: framework vs plain PyTorch loop (mean step time, logged steps included)")

@@ -1,8 +1,10 @@
-"""Compare the runs of a sweep: python scripts/compare.py [SWEEP_OR_RUN_DIR]
+"""Compare runs: python scripts/compare.py [SWEEP, RUN OR FOLDER OF RUNS]
 
-Writes comparison.md, contact_sheet.png, curves.png and, when the runs were judged, tradeoff.png into the
+Says first what the directory holds ("sweep of 4 runs", "one run", "folder of 7 runs (not one sweep)"), then
+writes comparison.md, contact_sheet.png, curves.png and, when the runs were judged, tradeoff.png into the
 directory (the latest multirun under outputs/multiruns when none is given) and prints the table with what
-it is ranked by. With --curves-by KEY --along KEY [--panels KEY], also tradeoff_curves.png: how one swept
+it is ranked by. Runs running now are listed as running; runs of different tasks get a table each.
+With --curves-by KEY --along KEY [--panels KEY], also tradeoff_curves.png: how one swept
 setting moves runs along the trade-off, e.g.
 
     python scripts/compare.py --curves-by style_loss --along style_weight_scale --panels content
@@ -13,13 +15,13 @@ import sys
 from pathlib import Path
 
 from nst_research.errors import UserInputError, environment_fault
-from nst_research.tracking.compare import compare, find_runs, latest_sweep, tradeoff_curves
+from nst_research.tracking.compare import latest_sweep, read_folder, tradeoff_curves, write_comparison
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory", nargs="?", type=Path,
-                        help="a multirun or run directory (default: the latest multirun)")
+                        help="a multirun, a run, or a folder of runs (default: the latest multirun)")
     parser.add_argument("--curves-by", metavar="KEY", help="also tradeoff_curves.png: a line per value of this "
                         "swept key (e.g. style_loss) on the trade-off plane, through its runs in --along's order")
     parser.add_argument("--along", metavar="KEY", help="with --curves-by: the swept key that orders each line "
@@ -30,10 +32,13 @@ def main() -> None:
         parser.error("--curves-by needs --along, the swept key that orders each line")
     try:
         directory = args.directory or latest_sweep()
-        print(compare(directory))
+        folder = read_folder(directory)
+        print("\n".join(folder.notes()))
+        markdown, written = write_comparison(folder)
+        print(markdown)
         if args.curves_by:
-            tradeoff_curves(find_runs(directory), args.curves_by, args.along, args.panels,
-                            directory / "tradeoff_curves.png")
+            tradeoff_curves(folder.runs, args.curves_by, args.along, args.panels, directory / "tradeoff_curves.png")
+            written.append(directory / "tradeoff_curves.png")
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -42,8 +47,7 @@ def main() -> None:
             raise
         print(f"error: {environment_fault(error)}", file=sys.stderr)
         sys.exit(1)
-    names = ["comparison.md", "contact_sheet.png", "curves.png", "tradeoff.png", "tradeoff_curves.png"]
-    print("wrote " + ", ".join(str(directory / name) for name in names if (directory / name).is_file()))
+    print("wrote " + ", ".join(map(str, written)))
 
 
 if __name__ == "__main__":

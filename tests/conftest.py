@@ -67,13 +67,14 @@ def compose_at() -> Callable[[list[str], Path], DictConfig]:
 
 @pytest.fixture(scope="session")
 def run_cli() -> Callable[..., subprocess.CompletedProcess]:
-    """`run_cli(*overrides, timeout=..., env=...)`: `python scripts/run.py ...` from the repository root,
-    with `env` added to this process's environment."""
+    """`run_cli(*overrides, timeout=..., env=..., cwd=...)`: `python scripts/run.py ...` from the repository root
+    (or `cwd`, where its default outputs/ then goes), with `env` added to this process's environment."""
 
-    def _run(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def _run(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
+             cwd: Path = REPO) -> subprocess.CompletedProcess:
         env = {**os.environ, **(env or {})}
         env.pop("HYDRA_FULL_ERROR", None)
-        return subprocess.run([sys.executable, str(RUN_SCRIPT), *args], cwd=REPO, env=env,
+        return subprocess.run([sys.executable, str(RUN_SCRIPT), *args], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=timeout)
 
     return _run

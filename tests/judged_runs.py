@@ -48,3 +48,36 @@ def style_weight_sweep(root: Path, judged: bool = True) -> Path:
         write_run(root / str(job), [f"style_weight={weight}", "image_size=32"], total, point if judged else None,
                   style_weight=weight)
     return root
+
+
+def write_config(directory: Path, **settings: object) -> None:
+    """Set keys of a run's config.yaml, as a resume (`resume=<dir> iterations=60`) or a sweep's job records them."""
+    config = yaml.safe_load((directory / "config.yaml").read_text())
+    (directory / "config.yaml").write_text(yaml.safe_dump({**config, **settings}))
+
+
+def day_of_runs(root: Path) -> Path:
+    """outputs/runs/<date> after a day of unrelated work: a style transfer; a completed batched sweep of two style
+    weights, its elements one folder further down under a directory Hydra started (with its lock file, held by no
+    one); a GAN; and a feed-forward training that `hydra.run.dir` put two folders further down."""
+    write_run(root / "10-00-00", ["optimizer=adam", "iterations=4"], 30.0, None)
+    batch = root / "10-05-00"
+    (batch / ".hydra").mkdir(parents=True)
+    (batch / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["batch_sweep=true", "style_weight=[1e4,1e6]"]))
+    (batch / ".lock").write_text("4242\n")
+    for b, weight in enumerate((1e4, 1e6)):
+        write_run(batch / str(b), [f"style_weight={weight}"], 10.0 * (b + 1), None, style_weight=weight)
+        write_config(batch / str(b), sweep={"dir": str(batch), "group": "day_10-05-00", "job": b})
+    gan = root / "10-10-00"
+    (gan / ".hydra").mkdir(parents=True)
+    (gan / ".hydra" / "overrides.yaml").write_text("- task=gan\n- gan=dcgan\n")
+    (gan / "config.yaml").write_text("task: gan\n")
+    (gan / "results.json").write_text(json.dumps(
+        {"status": "completed", "task": "gan", "frechet_distance": {"final": 42.3, "floor": 5.0}}))
+    feedforward = root / "pics" / "styles" / "10-15-00"
+    (feedforward / ".hydra").mkdir(parents=True)
+    (feedforward / ".hydra" / "overrides.yaml").write_text("- task=feedforward\n- photos=folder\n")
+    (feedforward / "config.yaml").write_text("task: feedforward\n")
+    (feedforward / "results.json").write_text(json.dumps(
+        {"status": "completed", "task": "feedforward", "steps": 6, "final_losses": {"total": 26.6}}))
+    return root

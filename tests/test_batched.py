@@ -97,6 +97,7 @@ def test_each_element_is_a_run_directory_of_its_own(adam_sweep):
     assert groups == {f"{sweep_dir.parent.name}_{sweep_dir.name}"}
     assert names == [f"style_weight={w}" for w in WEIGHTS]
     assert not (sweep_dir / "results.json").exists()  # the batch's directory is a sweep's, not a run's
+    assert len({results["wall_time_s"] for results in batched.to_dict()["runs"]}) == 1  # the batch's, as documented
 
 
 def test_each_element_is_judged_as_its_run_alone(adam_sweep):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nst_research.bench import nst, startup
+from nst_research.bench import nst, precision, startup
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,8 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert {row["case"] for row in steps if row["section"] == "nst"} == {
         f"{optimizer} 64px {loop}" for optimizer in ("lbfgs", "adam") for loop in ("framework", "plain")}
     assert {row["case"] for row in steps if row["section"] == "gan"} == {
-        f"{gan} (bce) {loop}" for gan in ("fc", "dcgan") for loop in ("framework", "plain")}
+        f"{gan} (bce, {precision}) {loop}" for gan in ("fc", "dcgan") for precision in ("32-true", "bf16-mixed")
+        for loop in ("framework", "plain")}
     assert [row["case"] for row in steps if row["section"] == "memory"] == ["adam 128px framework"]
     for row in steps:
         assert row["median_step_ms"] > 0 and row["steps_per_s"] > 0 and row["peak_memory_mib"] >= 0, row
@@ -34,7 +35,8 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert {row["case"] for row in ratios} == {"lbfgs 64px", "adam 64px"}
     assert all(row["ratio"] == row["framework_ms"] / row["plain_ms"] for row in ratios)
     gan_ratios = report["gan_overhead"]
-    assert {row["case"] for row in gan_ratios} == {"fc (bce)", "dcgan (bce)"}
+    assert {row["case"] for row in gan_ratios} == {f"{gan} (bce, {precision})" for gan in ("fc", "dcgan")
+                                                   for precision in ("32-true", "bf16-mixed")}
     assert all(row["ratio"] == row["framework_ms"] / row["plain_ms"] > 0 for row in gan_ratios)
     assert "GAN: framework vs plain PyTorch loop" in done.stdout
     default, *tried = report["time_to_quality"]
@@ -96,3 +98,24 @@ def test_quick_judge_section_gives_the_judges_share_of_a_run(tmp_path):
     assert row["size"] == 48 and row["prepare_s"] > 0 and row["score_s"] > 0 and row["step_s"] > 0
     share = 100 * (row["prepare_s"] + row["score_s"]) / (2 * row["step_s"])  # of the rounded times
     assert row["judge_share_pct"] == pytest.approx(share, rel=0.1)
+
+
+def test_quick_precision_sections_time_each_precision_and_measure_bf16_in_fp32(tmp_path):
+    output = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--sections", "precision", "time_to_quality",
+                           "--quality-candidates", "precision", "--output", str(output)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(output.read_text())
+    assert {row["case"] for row in report["steps"]} == {
+        f"{optimizer} 64px {name}" for optimizer in ("lbfgs", "adam") for name in precision.PRECISIONS}
+    speedups = report["precision_speedup"]
+    assert len(speedups) == 8 and all(row["speedup"] > 0 for row in speedups)
+    assert all(row["speedup"] == 1 for row in speedups if row["precision"] == "fp32")
+    assert "precision: median step time" in done.stdout and "precision: bf16 + channels_last (" in done.stdout
+    default, *tried = report["time_to_quality"]
+    assert default["candidate"].startswith("default") and default["time_ratio"] == 1
+    assert [row["candidate"] for row in tried] == ["bf16", "bf16 + channels_last"]
+    for row in tried:  # each loss measured in fp32, against the fp32 default's
+        assert row["target_loss"] == default["loss"] and row["loss"] > 0 and row["loss"] != default["loss"], row
+        assert (row["wall_s"] is None) == (row["time_ratio"] is None)

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, RUN_SCRIPT
+from conftest import CONF_DIR, REPO, RUN_SCRIPT
+from hydra import initialize_config_dir
 from hydra._internal.utils import get_args_parser
 
 from nst_research.cli import check
@@ -69,7 +70,8 @@ VALID = [
 
 @pytest.mark.parametrize("command", VALID)
 def test_valid_command_lines_pass_the_check(command):
-    check(get_args_parser().parse_args(command.split()))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        check(get_args_parser().parse_args(command.split()))
 
 
 def test_cfg_job_still_prints_the_config(run_cli, tmp_path):
@@ -131,3 +133,46 @@ def test_input_errors_answer_without_importing_torch(argv, named, tmp_path):
                 if line.startswith("import time:")]
     assert imported and not [name for name in imported if name.split(".")[0] in ("torch", "lightning")]
     assert not run_dir.exists()
+
+
+OTHER_ROUTES = [
+    pytest.param(["--config-dir", "{ext}", "style_loss=chanel_mean"], "did you mean channel_mean?", id="config-dir"),
+    pytest.param(["--config-dir", "{ext}", "styel_weight=100"], "unknown key styel_weight; did you mean style_weight?",
+                 id="config-dir-key"),
+    pytest.param(["-cd", "{ext}", "-m", "style_loss=gram,chanel_mean"], "did you mean channel_mean?", id="cd-multirun"),
+    pytest.param(["-cd", "{ext}", "experiment=lbfgs_vs_adamm"], "did you mean lbfgs_vs_adam?", id="cd-experiment"),
+    pytest.param(["-cd", "{ext}", "hparams_search=nst_optuna", "styel_weight=1"], "did you mean style_weight?",
+                 id="cd-search"),
+    pytest.param(["--config-path", str(CONF_DIR), "styel_weight=1"], "did you mean style_weight?", id="config-path"),
+    pytest.param(["-cn", "confg"], "--config-name confg is not an option; choose one of config (did you mean config?)",
+                 id="config-name"),
+    pytest.param(["--config-name", "config", "optimizer=adma"], "did you mean adam?", id="config-name-option"),
+    pytest.param(["--config-dir", "{ext}/nowhere", "style_weight=1"], "no such folder", id="config-dir-missing"),
+]
+
+
+@pytest.mark.parametrize("argv, named", OTHER_ROUTES)
+def test_every_route_into_a_run_gets_the_same_checks(run_cli, tmp_path, argv, named):
+    """--config-dir (how a loss from outside the package is added), --config-path and --config-name: the same
+    one line as the plain command line, exit 2, nothing written where the command ran."""
+    ext = tmp_path / "ext"
+    (ext / "style_loss").mkdir(parents=True)
+    (ext / "style_loss" / "channel_mean.yaml").write_text("_target_: my_losses.ChannelMeanLoss\n")
+    result = run_cli(*(arg.replace("{ext}", str(ext)) for arg in argv), cwd=tmp_path)
+    assert result.returncode == 2, f"exit {result.returncode}; stderr:\n{result.stderr[-3000:]}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ext"]
+
+
+def test_a_refused_command_leaves_no_empty_folders(run_cli, tmp_path):
+    """Bad input removes the run directory and the folders above it that the command created (outputs/runs/<date>/);
+    a folder that was there before stays, empty or not (a refusal after torch loads: tests/test_extending.py)."""
+    result = run_cli("style_weight=-1", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: "), result.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "outputs" / "runs" / "mine").mkdir(parents=True)
+    result = run_cli("style_weight=-1", "hydra.run.dir=outputs/runs/mine/new/run", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*"))] == [
+        "outputs", "outputs/runs", "outputs/runs/mine"]

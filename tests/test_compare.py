@@ -2,18 +2,29 @@
 lay them out (judged_runs.write_run)."""
 
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from judged_runs import style_weight_sweep, write_run
+from judged_runs import day_of_runs, style_weight_sweep, write_config, write_run
 from PIL import Image
 
 from nst_research.errors import UserInputError
 from nst_research.tracking.compare import compare, find_runs, pareto_front, ranking, run_color, tradeoff_curves
+from nst_research.tracking.runlock import RunLock
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def run_compare(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, directory: Path) -> str:
+    """`python scripts/compare.py DIRECTORY` in this process: what it prints."""
+    monkeypatch.setattr(sys, "argv", ["compare.py", str(directory)])
+    runpy.run_path(str(REPO / "scripts" / "compare.py"), run_name="__main__")
+    return capsys.readouterr().out
+
+
 def rows(markdown: str) -> dict[str, list[str]]:
     """{run label: its cells} of compare's table."""
     lines = [line for line in markdown.splitlines() if line.startswith("| `")]
@@ -121,3 +132,61 @@ def test_tradeoff_curves_draw_a_line_per_setting_and_refuse_unknown_keys(tmp_pat
     assert {run_color(0), run_color(1)} <= colours  # one line per style loss, each in its colour
     with pytest.raises(UserInputError, match="style_weight"):
         tradeoff_curves(runs, "style_weight", "style_weight_scale", None, tmp_path / "other.png")
+
+
+def test_a_day_of_unrelated_runs_is_a_folder_with_a_section_per_task(tmp_path, monkeypatch, capsys):
+    """outputs/runs/<date>: said to be a folder, not a sweep; each task's runs in their own table, ranked by its own
+    rule, with their own pictures; the batched sweep's elements (two folders down) are runs, not a skipped job."""
+    day = day_of_runs(tmp_path / "2026-12-05")
+    out = run_compare(monkeypatch, capsys, day)
+    assert out.splitlines()[0] == (f"folder of 5 runs (not one sweep): 3 style transfer, 1 GAN, 1 feed-forward: {day}")
+    assert "skipped" not in out
+    sections = {part.split(":")[0]: part for part in out.split("## ")[1:]}
+    assert list(sections) == ["style transfer", "GAN", "feed-forward"]
+    assert set(rows(sections["style transfer"])) == {"iterations=4,optimizer=adam", "style_weight=10000.0",
+                                                     "style_weight=1000000.0"}
+    assert list(rows(sections["GAN"])) == ["gan=dcgan,task=gan"] and "Frechet distance" in sections["GAN"]
+    assert "Frechet distance" not in sections["style transfer"]
+    for task in ("nst", "gan", "feedforward"):
+        assert (day / f"curves_{task}.png").is_file() and (day / f"contact_sheet_{task}.png").is_file()
+    assert "folder of 5 runs (not one sweep)" in (day / "comparison.md").read_text()
+
+
+def test_a_run_two_folders_down_is_found(tmp_path):
+    write_run(tmp_path / "pics" / "styles" / "10-15-00", ["optimizer=adam"], 12.5, None)
+    assert "| `optimizer=adam` | completed |" in compare(tmp_path / "pics")
+
+
+def test_a_batched_sweep_and_a_run_say_what_they_are(tmp_path, monkeypatch, capsys):
+    day = day_of_runs(tmp_path)
+    assert run_compare(monkeypatch, capsys, day / "10-05-00").splitlines()[0] == f"sweep of 2 runs: {day / '10-05-00'}"
+    assert run_compare(monkeypatch, capsys, day / "10-10-00").splitlines()[0] == f"one run: {day / '10-10-00'}"
+
+
+def test_a_resumed_run_is_labelled_by_the_values_it_ran_with(tmp_path):
+    """`resume=<dir> iterations=60` rewrites the run's config.yaml; its .hydra/overrides.yaml keeps the first
+    command's iterations=2000."""
+    for job, optimizer in enumerate(["adam", "lbfgs"]):
+        write_run(tmp_path / str(job), ["iterations=2000", f"optimizer={optimizer}"], 10.0, None)
+        write_config(tmp_path / str(job), iterations=2000, choices={"optimizer": optimizer})
+    write_config(tmp_path / "0", iterations=60)
+    assert set(rows(compare(tmp_path))) == {"iterations=60,optimizer=adam", "iterations=2000,optimizer=lbfgs"}
+
+
+def test_running_jobs_are_listed_as_running(tmp_path, monkeypatch, capsys):
+    """A job being written now (its lock held: a new job, or a resumed one over its old results.json) is a row marked
+    running; a job that started and stopped without results.json is named as skipped."""
+    style_weight_sweep(tmp_path)
+    (tmp_path / "multirun.yaml").write_text("hydra: {}\n")
+    running, stopped = tmp_path / "3", tmp_path / "4"
+    for job in (running, stopped):
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text("- style_weight=1e7\n- image_size=32\n")
+        (job / "config.yaml").write_text("task: nst\n")
+    with RunLock(running), RunLock(tmp_path / "0"):
+        out = run_compare(monkeypatch, capsys, tmp_path)
+    assert out.splitlines()[0] == f"sweep of 4 runs, 2 running: {tmp_path}"
+    assert out.splitlines()[1] == f"skipped {stopped}: no results.json (the job did not finish)"
+    table = rows(out)
+    assert table["style_weight=1e7"][0] == "running" and table["style_weight=10000.0"][0] == "running"
+    assert table["style_weight=100000.0"][:2] == ["completed", "1"]

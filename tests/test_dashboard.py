@@ -20,11 +20,12 @@ import pytest
 import wandb_workspaces.reports.v2 as wr
 import yaml
 from conftest import REPO
-from judged_runs import style_weight_sweep
+from judged_runs import day_of_runs, style_weight_sweep, write_config, write_run
 from wandb_workspaces.reports.v2 import interface
 
 from nst_research.tracking import dashboard as dash
 from nst_research.tracking.compare import label_lines
+from nst_research.tracking.runlock import RunLock
 
 DASHBOARD_SCRIPT = REPO / "scripts" / "dashboard.py"
 
@@ -170,7 +171,7 @@ def test_report_names_only_keys_the_runs_logged(nst_sweep, nst_dashboard):
 
 def test_report_without_the_judge_has_no_tradeoff(nst_sweep):
     """Runs that log no eval/* (judge=none): no trade-off panel, no eval axis, and no error."""
-    sweep = dash.load_sweep(nst_sweep)
+    sweep = dash.load_page(nst_sweep)
     for log in sweep.logs:
         log.keys -= {key for key in log.keys if key.startswith("eval/")}
     report, missing = dash.build_report(sweep, "someone", "nst-research")
@@ -182,7 +183,7 @@ def test_report_without_the_judge_has_no_tradeoff(nst_sweep):
 @pytest.mark.parametrize("judged", [True, False])
 def test_report_of_runs_without_wandb_logs_names_eval_keys_only_for_judged_runs(tmp_path, judged):
     """With no W&B log to read (logger=csv), the runs' results.json tell whether they were judged."""
-    sweep = dash.load_sweep(style_weight_sweep(tmp_path, judged=judged))
+    sweep = dash.load_page(style_weight_sweep(tmp_path, judged=judged))
     report, _ = dash.build_report(sweep, "someone", "nst-research")
     spec = json.loads(dash.report_spec(report, offline=True))
     scatter = [(p["config"]["xAxis"], p["config"]["yAxis"]) for p in panels(spec) if p["viewType"] == "Scatter Plot"]
@@ -194,7 +195,7 @@ def test_page_ranks_by_the_judge_and_draws_the_tradeoff(nst_sweep, nst_dashboard
     """The runs' style weights differ: the star goes to the best judge's score, not to the smallest total loss,
     and the trade-off plane has every run's point in its table colour."""
     out, _, page = nst_dashboard
-    runs = dash.find_runs(nst_sweep)
+    runs = dash.load_page(nst_sweep).runs
     scores = [run.results["eval"]["score"] for run in runs]
     assert "Ranked by the judge&#x27;s score" in page and "objective.terms.style.weight" in page
     assert "Ranked by the judge's score" in out  # the console says it too
@@ -238,6 +239,40 @@ def test_failed_and_unfinished_jobs(nst_sweep, tmp_path, capsys, monkeypatch):
     assert page.count('<tr class="run">') == 3 and 'class="status failed"' in page and "out of memory" in page
 
 
+def test_a_day_of_unrelated_runs_is_not_presented_as_one_sweep(tmp_path):
+    """outputs/runs/<date>: the page and the console say it is a folder of runs; each task gets its own section
+    (settings, table ranked by its own rule, curve); the completed batched sweep is not skipped."""
+    day = day_of_runs(tmp_path / "2026-12-05")
+    out, spec, page = make_dashboard(day)
+    assert out.splitlines()[0] == f"folder of 5 runs (not one sweep): 3 style transfer, 1 GAN, 1 feed-forward: {day}"
+    assert "skipped" not in out and "Skipped" not in page
+    assert "sweep" not in page[page.index("<h1>"):page.index("</h1>")].lower()
+    headings = re.findall(r'<h2 class="task">([^<]+)</h2>', page)
+    assert headings == ["Style transfer · 3 runs", "GAN · 1 run", "Feed-forward · 1 run"]
+    gan = page[page.index("GAN · 1 run"):page.index("Feed-forward · 1 run")]
+    assert gan.count('<tr class="run">') == 1 and "Frechet distance" in gan and "10-10-00" in gan
+    assert page.count('<tr class="run">') == 5 and "10-05-00/1" in page and "pics/styles/10-15-00" in page
+    assert spec["displayName"] == "Runs in 2026-12-05"
+
+
+def test_running_jobs_and_resumed_labels(tmp_path, capsys, monkeypatch):
+    """A job being written now is a row marked running; a resumed run (`resume=<dir> iterations=60`) is labelled by
+    its config.yaml, not by the first command's iterations=2000."""
+    for job, weight in enumerate([1e4, 1e6]):
+        write_run(tmp_path / str(job), [f"style_weight={weight}", "iterations=2000"], 10.0, None, style_weight=weight)
+        write_config(tmp_path / str(job), iterations=2000)
+    write_config(tmp_path / "1", iterations=60)
+    (tmp_path / "2" / ".hydra").mkdir(parents=True)
+    (tmp_path / "2" / ".hydra" / "overrides.yaml").write_text("- style_weight=1e7\n- iterations=2000\n")
+    with RunLock(tmp_path / "2"):
+        run_dashboard(monkeypatch, str(tmp_path))
+    assert capsys.readouterr().out.splitlines()[0] == f"folder of 3 runs, 1 running (not one sweep): {tmp_path}"
+    page = (tmp_path / "dashboard.html").read_text()
+    rows = page.split('<tr class="run">')[1:]
+    assert "<div>iterations=60</div>" in rows[1] and "iterations=2000" not in rows[1]
+    assert 'class="status running"' in rows[2] and "style_weight=1e7" in rows[2]
+
+
 def test_refuses_a_directory_without_runs(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         run_dashboard(monkeypatch, str(tmp_path))
@@ -248,7 +283,7 @@ def test_refuses_a_directory_without_runs(tmp_path, capsys, monkeypatch):
 
 
 def test_results_table_panel_once_the_runs_log_it(nst_sweep):
-    sweep = dash.load_sweep(nst_sweep)
+    sweep = dash.load_page(nst_sweep)
     for log in sweep.logs:
         log.keys.add("results")
     report, missing = dash.build_report(sweep, "someone", "nst-research")

@@ -1,10 +1,13 @@
 """Every shipped experiment composes, sweeps what it claims to, and runs one tiny job."""
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 
 from nst_research.app import task_module
 
@@ -57,6 +60,21 @@ def test_experiment_sweeps_several_jobs_into_its_own_directory(experiment):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
     assert experiment in cfg.hydra.sweep.dir
+    assert cfg.hydra.mode == RunMode.MULTIRUN  # it sweeps with or without -m, as an Optuna search does
+
+
+def test_an_experiment_without_multirun_flag_runs_its_sweep(run_cli, tmp_path):
+    """`python scripts/run.py experiment=lbfgs_vs_adam` (no -m) runs the sweep's jobs, not one run of its first
+    values (here the sweep narrowed to two tiny jobs)."""
+    run_dir, sweep_dir = tmp_path / "run", tmp_path / "sweep"
+    result = run_cli("experiment=lbfgs_vs_adam", "hydra.sweeper.params.optimizer=adam", "iterations=1",
+                     "image_size=32", "logger=csv", f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not run_dir.exists()
+    results = [json.loads((sweep_dir / job / "results.json").read_text()) for job in ("0", "1")]
+    assert [r["status"] for r in results] == ["completed", "completed"]
+    assert {yaml.safe_load((sweep_dir / job / "config.yaml").read_text())["init"] for job in ("0", "1")} == {
+        "content", "noise"}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -19,8 +19,8 @@ def test_quick_feedforward_section(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(output.read_text())["steps"]
     assert [(row["section"], row["case"], row["device"], row["batch_size"]) for row in rows] == [
-        ("feedforward", "train 32px", "cpu", 4), ("feedforward", "stylize 64px", "cpu", 1),
-        ("feedforward", "stylize 128px", "cpu", 1)]
+        ("feedforward", "train 32px 32-true", "cpu", 4), ("feedforward", "train 32px bf16-mixed", "cpu", 4),
+        ("feedforward", "stylize 64px", "cpu", 1), ("feedforward", "stylize 128px", "cpu", 1)]
     for row in rows:
         assert row["steps"] == 3 and row["steps_per_s"] > 0 and row["median_step_ms"] > 0
         assert row["peak_memory_mib"] >= 0 and row["case"] in done.stdout

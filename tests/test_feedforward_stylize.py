@@ -1,6 +1,8 @@
 """scripts/stylize.py: stylise images of any size from a run directory or checkpoint; export; clear errors."""
 
+import errno
 import functools
+import os
 import shutil
 import subprocess
 import sys
@@ -13,9 +15,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from nst_research.errors import UserInputError
 from nst_research.feedforward.checkpoint import load_network
 from nst_research.feedforward.module import FeedForwardModule
-from nst_research.feedforward.stylize import main
+from nst_research.feedforward.stylize import exported, main
 from nst_research.nst.images import load_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +38,13 @@ class MeanColour(nn.Module):
         content = (images - self.content).pow(2).mean()
         style = (images.mean((2, 3), keepdim=True) - self.colour).pow(2).mean()
         return {"total": content + style, "content": content, "style": style}
+
+
+class SizeBranch(nn.Module):
+    """A network whose forward depends on the image's width: torch.export cannot make it any size."""
+
+    def forward(self, image):
+        return image.flip(-1) if image.shape[-1] > 100 else image
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +150,7 @@ def fake_checkpoints(tmp_path: Path, run_dir: Path) -> dict[str, Path]:
     ("notes.ckpt", "cannot read checkpoint"),
     ("code.ckpt", "not a torch.nn.Module class"),
     ("wrong.ckpt", "the weights do not fit"),
-    ("empty_run", "has no checkpoints/best.ckpt or checkpoints/last.ckpt"),
+    ("empty_run", "has no checkpoints/best.ckpt, last.ckpt or interrupted.ckpt"),
     ("missing checkpoint", "does not exist"),
 ])
 def test_bad_input_is_one_error_line_and_nothing_written(run_dir, images, tmp_path, capsys, monkeypatch, case,
@@ -167,19 +177,65 @@ def test_bad_input_is_one_error_line_and_nothing_written(run_dir, images, tmp_pa
     assert not out.exists() and not (tmp_path / "pwned").exists()
 
 
-def test_torchscript_export_matches_the_checkpoint_at_a_new_size(run_dir, tmp_path, capsys):
-    assert main([str(run_dir), "--export", "torchscript", "--out", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.strip() == f"torchscript: {tmp_path / 'network.pt'}"
-    exported = torch.jit.load(str(tmp_path / "network.pt"))
-    image = torch.rand(2, 3, 37, 53)  # the export never ran an image, let alone this size
-    with torch.no_grad():
-        torch.testing.assert_close(exported(image), load_network(run_dir)(image), atol=1e-5, rtol=0)
+def test_exported_program_matches_the_checkpoint_at_any_size(run_dir, tmp_path, capsys):
+    assert main([str(run_dir), "--export", "pt2", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f"pt2: {tmp_path / 'network.pt2'}"
+    assert captured.err == ""  # torch.jit.load's deprecation is gone with torch.jit
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["network.pt2"]
+    exported = torch.export.load(tmp_path / "network.pt2").module()  # as docs/feedforward.md shows
+    for shape in [(2, 3, 37, 53), (1, 3, 64, 64), (3, 3, 5, 200)]:  # never traced; a multiple of 4; tiny
+        image = torch.rand(*shape)
+        with torch.no_grad():
+            torch.testing.assert_close(exported(image), load_network(run_dir)(image), atol=1e-5, rtol=0)
 
 
-def test_onnx_export_matches_the_checkpoint_at_a_new_size(run_dir, tmp_path):
+def test_a_network_that_cannot_take_every_size_is_refused_in_one_line():
+    with pytest.raises(UserInputError, match=r"^--export: SizeBranch cannot be exported for every image size "
+                                             r"\(Constraints violated \(width\)\); export a network"):
+        exported(SizeBranch())
+
+
+def test_run_stopped_before_its_first_validation_uses_interrupted(run_dir, images, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(run_dir / "checkpoints" / "last.ckpt", run / "checkpoints" / "interrupted.ckpt")
+    assert main([str(run), str(images["wide.png"]), "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (f"using {run / 'checkpoints' / 'interrupted.ckpt'}: the run stopped before its first "
+                            "validation, and this is its only network\n")
+    expected = network_output(run_dir / "checkpoints" / "last.ckpt", images["wide.png"])
+    assert (read(tmp_path / "out" / "wide_stylized.png") - expected).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_default_output_folder_is_under_outputs(run_dir, images, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([str(run_dir), str(images["wide.png"])]) == 0
+    assert (tmp_path / "outputs" / "stylized" / "wide_stylized.png").is_file()
+    assert not (tmp_path / "stylized").exists()
+
+
+@pytest.mark.parametrize("kind, name", [("pt2", "network.pt2"), ("onnx", "network.onnx")])
+def test_failed_export_leaves_no_partial_file(run_dir, tmp_path, capsys, monkeypatch, kind, name):
+    if kind == "onnx":
+        pytest.importorskip("onnxscript")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def full_disk(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    assert main([str(run_dir), "--export", kind, "--out", str(out)]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    assert list(out.iterdir()) == []  # neither the file nor its temporary
+
+
+def test_onnx_export_matches_the_checkpoint_at_a_new_size(run_dir, tmp_path, capsys):
     pytest.importorskip("onnxscript")
     onnxruntime = pytest.importorskip("onnxruntime")
     assert main([str(run_dir), "--export", "onnx", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"onnx: {tmp_path / 'network.onnx'}\n"  # no exporter chatter
     assert sorted(p.name for p in tmp_path.iterdir()) == ["network.onnx"]  # one file: weights inside
     session = onnxruntime.InferenceSession(str(tmp_path / "network.onnx"), providers=["CPUExecutionProvider"])
     image = torch.rand(2, 3, 37, 53)  # exported with 64x64: another batch size, height and width

@@ -4,6 +4,7 @@ stylising from the run directory, Ctrl-C and resume, and bad input."""
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,7 @@ TINY = ["task=feedforward", f"image_size={SIZE}", "layers=shallow", "network.wid
         "photos.batch_size=2", "optimizer.lr=3e-3", f"trainer.max_steps={STEPS}", "trainer.val_check_interval=4",
         "sample_every=4", "trainer.log_every_n_steps=1"]
 TERMS = {"total", "content", "style", "tv", "style/relu1_1", "style/relu2_1", "style/relu3_1"}
-TESTS = str(Path(__file__).parent)
+TESTS = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
 
 
 class InterruptAt(pl.Callback):
@@ -70,6 +71,17 @@ def test_run_writes_a_run_directory(cli_run):
     grid = Image.open(run_dir / "samples" / f"step_{STEPS:06d}.png")
     assert grid.size == (2 * (SIZE + 2) + 2,) * 2  # the two held-out images over their stylisations
     assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_the_console_counts_steps_and_app_log_keeps_the_run(cli_run):
+    """The budget is in steps: the bar reads `Step ... 6/6`, not `Epoch 0/-2`; app.log keeps the console's lines."""
+    result, run_dir = cli_run
+    bar = [line for line in result.stdout.replace("\r", "\n").splitlines() if f"{STEPS}/{STEPS}" in line]
+    assert bar and bar[-1].startswith("Step") and "Epoch" not in result.stdout
+    assert "INFO" not in result.stdout + result.stderr
+    log = (run_dir / "app.log").read_text()
+    assert "W&B: WANDB_MODE=offline; logging offline to" in log  # the notice on the console
+    assert f"result: {run_dir / 'samples' / f'step_{STEPS:06d}.png'}" in log
 
 
 def test_results_json_and_the_loss_falls(cli_run):
@@ -149,6 +161,8 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_continues(run_cli, tmp_path):
                           "logger=csv", f"hydra.run.dir={run_dir}", env={"PYTHONPATH": TESTS})
     assert interrupted.returncode != 0
     assert f"interrupted: the run so far is saved in {run_dir}" in interrupted.stderr
+    assert "weights_only" not in interrupted.stderr and "INFO" not in interrupted.stderr  # Lightning's, in app.log
+    assert "`weights_only` was not set" in (run_dir / "app.log").read_text()
     results = json.loads((run_dir / "results.json").read_text())
     assert (results["status"], results["steps"]) == ("interrupted", 3)
     assert results["checkpoints"]["interrupted"] == "checkpoints/interrupted.ckpt"
@@ -158,6 +172,7 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_continues(run_cli, tmp_path):
 
     resumed = run_cli(f"resume={run_dir}", "+callbacks.stop.at=-1", env={"PYTHONPATH": TESTS})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "exists and is not empty" not in resumed.stderr  # the run's own checkpoints/: nothing to warn of
     after = json.loads((run_dir / "results.json").read_text())
     assert (after["status"], after["steps"]) == ("completed", STEPS)
     assert after["initial_losses"] == results["initial_losses"]  # from the start of the run, not of the resume

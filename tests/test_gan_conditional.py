@@ -113,7 +113,7 @@ def folder_of(tmp_path, layout: dict[str, int]):
 def test_image_folder_classes_are_its_subfolders(compose_cfg, tmp_path):
     root = folder_of(tmp_path, {"cats": 3, "dogs": 2})
     cfg = compose_cfg(["task=gan", "gan=fc", "data=image_folder", f"data.root={root}", "data.channels=1",
-                       "metric.samples=2"])
+                       "data.batch_size=2", "metric.samples=2"])
     datamodule = instantiate(cfg.data)
     datamodule.setup()
     assert datamodule.num_classes == 2 and [label for _, label in datamodule.dataset] == [0, 0, 0, 1, 1]
@@ -124,7 +124,8 @@ def test_unlabelled_data_with_conditional_is_one_error_line(compose_cfg, tmp_pat
     monkeypatch.setattr(gan_task, "load_classifier", lambda cache_dir: (LeNet(), 0.99))
     root = folder_of(tmp_path, layout)
     cfg = compose_cfg(["task=gan", "gan=fc", "gan.conditional=true", "data=image_folder", f"data.root={root}",
-                       "data.channels=1", "metric.samples=3", "metric.k=1", "logger=none"], output_dir=tmp_path / "run")
+                       "data.channels=1", "data.batch_size=2", "metric.samples=3", "metric.k=1", "logger=none"],
+                      output_dir=tmp_path / "run")
     with pytest.raises(UserInputError, match="^gan.conditional=true needs labelled data, but data=image_folder "
                                              "has no classes; .*one subfolder per class$") as error:
         gan_task.run(cfg)

@@ -63,7 +63,7 @@ def test_slerp_runs_from_one_end_to_the_other_on_the_sphere():
 
 @pytest.mark.parametrize("make, args, message", [
     ("nothing", [], "does not exist; give a GAN run directory or its .ckpt file"),
-    ("empty_run", [], "has no checkpoints/best.ckpt or checkpoints/last.ckpt"),
+    ("empty_run", [], "has no checkpoints/best.ckpt, last.ckpt or interrupted.ckpt"),
     ("other_task", [], "is not a GAN checkpoint"),
     ("garbage", [], "cannot read checkpoint"),
     ("other_task", ["--steps", "1"], "--steps 1 must be at least 2"),

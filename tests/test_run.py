@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from PIL import Image
 
 from nst_research.errors import UserInputError
 from nst_research.nst.task import run as run_nst_task
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def run_style_transfer(cfg):
@@ -163,6 +166,9 @@ def test_classic_command(run_cli, tmp_path):
     assert (run_dir / "result.png").is_file() and (run_dir / "config.yaml").is_file()
     assert (run_dir / ".hydra" / "overrides.yaml").is_file()
     assert str(run_dir / "result.png") in result.stdout
+    printed = next(line for line in result.stdout.splitlines() if line.startswith("result: "))
+    example = re.search(r"`(result: \S+)  total loss [^`]+ \(200 steps, \.\.\.\)`", README.read_text())
+    assert Path(printed.split()[1]).is_absolute() and Path(example.group(1).split()[1]).is_absolute()  # as printed
     choices = yaml.safe_load((run_dir / "config.yaml").read_text())["choices"]  # each group's option, by name
     assert choices["optimizer"] == "lbfgs" and choices["style_loss"] == "gram" and choices["task"] == "nst"
 

@@ -48,6 +48,9 @@ def test_six_jobs_each_with_its_own_finished_wandb_run(six_run_sweep):
         offline_runs = list((job / "wandb").glob("offline-run-*"))
         assert len(offline_runs) == 1, job  # one W&B run per job, in its own directory
     assert "multirun: 6 jobs, 0 failed" in result.stdout
+    (said,) = [line for line in result.stderr.splitlines() if line.startswith("W&B:")]  # once for the sweep
+    assert f"wandb sync {sweep_dir}/*/wandb/offline-run-*" in said
+    assert sorted(p.name for p in sweep_dir.iterdir() if not p.name.isdigit()) == ["multirun.yaml"]  # nothing left
 
 
 def test_jobs_share_a_group_and_are_named_by_what_differs(six_run_sweep):
@@ -198,6 +201,7 @@ def test_pareto_search_runs_and_writes_its_pareto_set(run_cli, tmp_path):
                      f"hydra.sweep.dir={sweep_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "multirun: 3 jobs, 0 failed" in result.stdout
+    assert "setup plugin" not in result.stdout and "\x1b[" not in result.stdout + result.stderr  # alembic's, Optuna's
     runs = [json.loads((job / "results.json").read_text()) for job in job_dirs(sweep_dir)]
     points = [(r["eval"]["content"], r["eval"]["style"]) for r in runs]
     solutions = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())["solutions"]

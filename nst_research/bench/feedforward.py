@@ -2,8 +2,9 @@
 stylise one image with it, with peak memory.
 
 *train* rows: the task's module, photos and trainer (`task=feedforward` at its defaults: Johnson et al.'s
-network, the default model, layers and loss terms, batch 4 of the demo photos) at 128 and 256 px, trained
-through Lightning with CSV logging; validation and sample grids are left out of the timed steps.
+network, the default model, layers and loss terms, batch 4 of the demo photos) at 128 and 256 px, in fp32
+(`32-true`) and bf16 autocast (`bf16-mixed`), trained through Lightning with CSV logging; validation and
+sample grids are left out of the timed steps.
 *stylize* rows: the network alone (untrained weights: the time does not depend on them) in eval mode under
 `torch.inference_mode`, one image at a time at 256, 512 and 1024 px, as `scripts/stylize.py` runs it.
 Each case runs in a fresh process, so its peak memory is its own.
@@ -12,10 +13,12 @@ Each case runs in a fresh process, so its peak memory is its own.
 import tempfile
 import time
 import warnings
+from functools import partial
 
 import torch
 
 from nst_research.bench.measure import (
+    PRECISIONS,
     Measurement,
     StepTimer,
     compose_config,
@@ -38,7 +41,7 @@ QUICK_TRAIN_SIZES, QUICK_STYLIZE_SIZES = [32], [64, 128]
 TRAIN_SCHEDULE, STYLIZE_SCHEDULE, QUICK = (3, 20), (2, 10), (2, 3)
 
 
-def train_case(size: int, device: str, warmup: int, steps: int) -> tuple[list[float], float]:
+def train_case(size: int, device: str, precision: str, warmup: int, steps: int) -> tuple[list[float], float]:
     """Timed training steps' durations and the peak memory of the task's module trained by its trainer."""
     baseline = resident_mib()
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,9 +50,9 @@ def train_case(size: int, device: str, warmup: int, steps: int) -> tuple[list[fl
         torch.manual_seed(0)
         photos, module, _ = build_parts(cfg)  # no output_dir: no sample grids
         timer = StepTimer(warmup, steps)
-        trainer = make_trainer(cfg.trainer, accelerator=device, devices=1, max_steps=warmup + steps,
-                               limit_val_batches=0, logger=instantiate_loggers(cfg.logger), enable_checkpointing=False,
-                               enable_progress_bar=False, callbacks=[timer])
+        trainer = make_trainer(cfg.trainer, accelerator=device, devices=1, precision=precision,
+                               max_steps=warmup + steps, limit_val_batches=0, logger=instantiate_loggers(cfg.logger),
+                               enable_checkpointing=False, enable_progress_bar=False, callbacks=[timer])
         reset_peak_memory(device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Lightning's advice on dataloader workers and the like
@@ -74,14 +77,17 @@ def stylize_case(size: int, device: str, warmup: int, steps: int) -> tuple[list[
 
 
 def run_section(devices: list[str], quick: bool) -> list[Measurement]:
-    """Training at each training size (batch 4), then stylising at each image size (one image), per device."""
+    """Training at each training size (batch 4) in each precision, then stylising at each image size (one
+    image, fp32), per device."""
     train_sizes, stylize_sizes = (QUICK_TRAIN_SIZES, QUICK_STYLIZE_SIZES) if quick else (TRAIN_SIZES, STYLIZE_SIZES)
+    train_schedule, stylize_schedule = (QUICK, QUICK) if quick else (TRAIN_SCHEDULE, STYLIZE_SCHEDULE)
     rows = []
     for device in devices:
-        for kind, case, sizes, batch, schedule in (("train", train_case, train_sizes, BATCH_SIZE, TRAIN_SCHEDULE),
-                                                   ("stylize", stylize_case, stylize_sizes, 1, STYLIZE_SCHEDULE)):
-            warmup, steps = QUICK if quick else schedule
-            for size in sizes:
-                durations, peak = in_fresh_process(case, size, device, warmup, steps)
-                rows.append(step_measurement("feedforward", f"{kind} {size}px", device, batch, durations, peak))
+        cases = [(f"train {size}px {precision}", BATCH_SIZE, partial(train_case, size, device, precision),
+                  train_schedule) for size in train_sizes for precision in PRECISIONS]
+        cases += [(f"stylize {size}px", 1, partial(stylize_case, size, device), stylize_schedule)
+                  for size in stylize_sizes]
+        for name, batch, case, (warmup, steps) in cases:
+            durations, peak = in_fresh_process(case, warmup, steps)
+            rows.append(step_measurement("feedforward", name, device, batch, durations, peak))
     return rows

@@ -1,11 +1,13 @@
 """The `gan` benchmark section: GAN training step time and peak memory, through the framework and as a
-plain PyTorch loop, for `fc` and `dcgan` (batch 64, `bce`, Adam, one discriminator and one generator
-update per step, random images: data loading and the metric are left out).
+plain PyTorch loop, for `fc` and `dcgan` in fp32 (`32-true`) and bf16 autocast (`bf16-mixed`) (batch 64,
+`bce`, Adam, one discriminator and one generator update per step, random images: data loading and the
+metric are left out).
 
 The *framework* row builds the module, loss, optimizers and trainer from the task's config as a run
 does and trains through Lightning, logging to CSV every `trainer.log_every_n_steps`. The *plain* row
-is the same networks, loss and optimizers in a bare loop over the same batches. The two alternate,
-one fresh process per round each, and pool their rounds' steps; `overhead` gives their ratio.
+is the same networks, loss and optimizers in a bare loop over the same batches, under the same autocast.
+The two alternate, one fresh process per round each, and pool their rounds' steps; `overhead` gives
+their ratio.
 """
 
 import tempfile
@@ -19,8 +21,10 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 
 from nst_research.bench.measure import (
+    PRECISIONS,
     Measurement,
     StepTimer,
+    autocast,
     compose_config,
     in_fresh_process,
     peak_memory_mib,
@@ -52,7 +56,7 @@ def random_batches(channels: int, size: int, batches: int) -> DataLoader:
     return DataLoader(images, batch_size=BATCH_SIZE, drop_last=True)
 
 
-def framework_case(gan: str, device: str, warmup: int, steps: int) -> tuple[list[float], float]:
+def framework_case(gan: str, device: str, precision: str, warmup: int, steps: int) -> tuple[list[float], float]:
     """Timed steps' durations and the peak memory of the task's module trained by the task's trainer."""
     baseline = resident_mib()
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,7 +65,7 @@ def framework_case(gan: str, device: str, warmup: int, steps: int) -> tuple[list
         module = build(cfg.module)(build(cfg.gan.generator), build(cfg.gan.discriminator), make_loss(cfg.gan),
                                    build(cfg.gan.optimizer.generator), build(cfg.gan.optimizer.discriminator))
         timer = StepTimer(warmup, steps)
-        trainer = make_trainer(cfg.trainer, accelerator=device, devices=1, max_epochs=1,
+        trainer = make_trainer(cfg.trainer, accelerator=device, devices=1, max_epochs=1, precision=precision,
                                logger=instantiate_loggers(cfg.logger), enable_checkpointing=False,
                                enable_progress_bar=False, callbacks=[timer])
         reset_peak_memory(device)
@@ -71,8 +75,9 @@ def framework_case(gan: str, device: str, warmup: int, steps: int) -> tuple[list
     return timer.durations, peak_memory_mib(device, baseline)
 
 
-def plain_case(gan: str, device: str, warmup: int, steps: int) -> tuple[list[float], float]:
-    """The same computation without the framework: the networks, loss and Adam in a bare loop."""
+def plain_case(gan: str, device: str, precision: str, warmup: int, steps: int) -> tuple[list[float], float]:
+    """The same computation without the framework: the networks, loss and Adam in a bare loop (the forward
+    passes under the precision's autocast, D's scores in fp32 for the losses, as the module does)."""
     baseline = resident_mib()
     cfg = gan_config(gan, Path("."))
     torch.manual_seed(0)
@@ -84,13 +89,17 @@ def plain_case(gan: str, device: str, warmup: int, steps: int) -> tuple[list[flo
     ends = []
     for (real,) in random_batches(cfg.gan.channels, cfg.gan.image_size, warmup + steps):
         real = real.to(device)
-        fake = generator(sample_noise((len(real), generator.noise_dim), cfg.gan.noise, device=device))
+        with autocast(device, precision):
+            fake = generator(sample_noise((len(real), generator.noise_dim), cfg.gan.noise, device=device))
+            d_loss = loss.discriminator(discriminator(real).float(), discriminator(fake.detach()).float())
         d_opt.zero_grad(set_to_none=True)
-        loss.discriminator(discriminator(real), discriminator(fake.detach())).backward()
+        d_loss.backward()
         d_opt.step()
         with frozen(discriminator):
+            with autocast(device, precision):
+                g_loss = loss.generator(discriminator(fake).float())
             g_opt.zero_grad(set_to_none=True)
-            loss.generator(discriminator(fake)).backward()
+            g_loss.backward()
             g_opt.step()
         synchronize(torch.device(device))
         ends.append(time.perf_counter())
@@ -99,19 +108,20 @@ def plain_case(gan: str, device: str, warmup: int, steps: int) -> tuple[list[flo
 
 
 def run_section(devices: list[str], quick: bool) -> list[Measurement]:
-    """Framework and plain loop for each device and architecture: step times pooled over the rounds,
-    peak memory the largest of them."""
+    """Framework and plain loop for each device, architecture and precision: step times pooled over the
+    rounds, peak memory the largest of them."""
     rounds, warmup, steps = QUICK if quick else SCHEDULE
     rows = []
     for device in devices:
         for gan in ARCHITECTURES:
-            timings = {"framework": [], "plain": []}
-            for _ in range(rounds):
-                for loop, case in (("framework", framework_case), ("plain", plain_case)):
-                    timings[loop].append(in_fresh_process(case, gan, device, warmup, steps))
-            rows += [step_measurement("gan", f"{gan} ({LOSS}) {loop}", device, BATCH_SIZE,
-                                      [step for round_steps, _ in runs for step in round_steps],
-                                      max(peak for _, peak in runs)) for loop, runs in timings.items()]
+            for precision in PRECISIONS:
+                timings = {"framework": [], "plain": []}
+                for _ in range(rounds):
+                    for loop, case in (("framework", framework_case), ("plain", plain_case)):
+                        timings[loop].append(in_fresh_process(case, gan, device, precision, warmup, steps))
+                rows += [step_measurement("gan", f"{gan} ({LOSS}, {precision}) {loop}", device, BATCH_SIZE,
+                                          [step for round_steps, _ in runs for step in round_steps],
+                                          max(peak for _, peak in runs)) for loop, runs in timings.items()]
     return rows
 
 

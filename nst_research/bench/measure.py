@@ -58,6 +58,15 @@ def step_measurement(section: str, case: str, device: str, batch_size: int, dura
                        1000 * statistics.median(durations))
 
 
+# The trainer precisions the training sections compare: fp32, and bf16 autocast with fp32 weights (Lightning's names)
+PRECISIONS = ["32-true", "bf16-mixed"]
+
+
+def autocast(device: str, precision: str) -> torch.autocast:
+    """What Lightning's `precision` does around a step, for the plain loops: bf16 autocast for `bf16-mixed`."""
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+
+
 def compose_config(overrides: list[str]) -> DictConfig:
     """The config a run with these command-line overrides would get."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

@@ -7,14 +7,16 @@ the framework's overhead, measured in the same run.
 
 `time_to_quality`: the default single-scale L-BFGS run at each size and content:style pair gives a
 final total loss; each candidate way to get there sooner (multi-scale, Adam with its moments carried
-across scales, L-BFGS settings, other parameterizations of the image) then runs until its loss at the
-final size reaches that loss, and the wall times and steps are compared.
+across scales, L-BFGS settings, other parameterizations of the image; or another precision,
+`nst_research.bench.precision`) then runs until its loss at the final size reaches that loss, and the
+wall times and steps are compared.
 """
 
 import math
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +68,13 @@ def traced_run(cfg: DictConfig, start: float, **trace: Any) -> tuple[Any, list[d
     return results, read_trace(path)
 
 
-def framework_case(optimizer: str, size: int, device: str, warmup: int, steps: int) -> tuple[list[float], float]:
-    """Timed steps' durations and the peak memory of a run through the framework (`run`)."""
+def framework_case(optimizer: str, size: int, device: str, warmup: int, steps: int,
+                   overrides: Sequence[str] = ()) -> tuple[list[float], float]:
+    """Timed steps' durations and the peak memory of a run through the framework (`run`), with `overrides`."""
     baseline = resident_mib()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = nst_config([f"optimizer={optimizer}", f"image_size={size}", f"iterations={warmup + steps}",
-                          f"trainer.accelerator={device}"], Path(tmp))
+                          f"trainer.accelerator={device}", *overrides], Path(tmp))
         reset_peak_memory(device)
         _, trace = traced_run(cfg, time.perf_counter())
     return durations([point["time"] for point in trace][warmup - 1:]), peak_memory_mib(device, baseline)
@@ -124,19 +127,26 @@ def overhead(rows: list[Measurement]) -> list[dict[str, Any]]:
 
 
 def run_section(devices: list[str], quick: bool) -> list[Measurement]:
-    """Framework and plain loop for each device, size and optimizer: median step time over all rounds,
-    peak memory the largest of them."""
+    """Framework and plain loop for each device, size and optimizer."""
+    return alternating("nst", {"framework": framework_case, "plain": plain_case}, devices, quick)
+
+
+def alternating(section: str, variants: dict[str, Callable[..., tuple[list[float], float]]], devices: list[str],
+                quick: bool) -> list[Measurement]:
+    """Each variant (`case(optimizer, size, device, warmup, steps)`) for each device, size and optimizer, the
+    variants alternating round by round, each round a fresh process: its median step time over all rounds
+    (case `<optimizer> <size>px <variant>`), peak memory the largest of them."""
     rows = []
     for device in devices:
         for size, (rounds, warmup, steps) in ({64: (1, 2, 3)} if quick else SCHEDULE).items():
             for optimizer in OPTIMIZERS:
-                timings = {"framework": [], "plain": []}
+                timings = {name: [] for name in variants}
                 for _ in range(rounds):
-                    for loop, case in (("framework", framework_case), ("plain", plain_case)):
-                        timings[loop].append(in_fresh_process(case, optimizer, size, device, warmup, steps))
-                rows += [step_measurement("nst", f"{optimizer} {size}px {loop}", device, 1,
+                    for name, case in variants.items():
+                        timings[name].append(in_fresh_process(case, optimizer, size, device, warmup, steps))
+                rows += [step_measurement(section, f"{optimizer} {size}px {name}", device, 1,
                                           [step for round_steps, _ in runs for step in round_steps],
-                                          max(peak for _, peak in runs)) for loop, runs in timings.items()]
+                                          max(peak for _, peak in runs)) for name, runs in timings.items()]
     return rows
 
 
@@ -188,11 +198,12 @@ def quality_run(size: int, device: str, overrides: list[str], target_loss: float
 
 
 def quality_section(devices: list[str], quick: bool, sizes: list[int], pairs: list[tuple[str, str]],
-                    budget: float) -> list[dict[str, Any]]:
+                    budget: float, tried: dict[str, list[str]]) -> list[dict[str, Any]]:
     """For each size and content:style pair, the default run (single-scale L-BFGS, 200 steps) gives its final loss
-    and wall time; each candidate then runs until its loss at the final size reaches that loss, or for `budget`
-    times the default's wall time. Rows: the steps, loss evaluations and wall time each took to reach it (wall
-    time None if it did not), its time over the default's, and its last loss."""
+    and wall time; each candidate of `tried` (name: overrides) then runs until its loss at the final size reaches
+    that loss, or for `budget` times the default's wall time. Rows: the steps, loss evaluations and wall time each
+    took to reach it (wall time None if it did not), its time over the default's, and its last loss. Losses are
+    fp32: a candidate that computes in bf16 is measured in fp32 (`StepTrace`)."""
     common = ["iterations=10"] if quick else []
     rows = []
     for device in devices:
@@ -201,7 +212,7 @@ def quality_section(devices: list[str], quick: bool, sizes: list[int], pairs: li
                 inputs = [f"content={content}", f"style={style}", *common]
                 default = in_fresh_process(quality_run, size, device, inputs, None, None)
                 rows.append(quality_row(size, device, content, style, "default (L-BFGS, pixels)", default, default))
-                for name, overrides in candidates(quick).items():
+                for name, overrides in tried.items():
                     result = in_fresh_process(quality_run, size, device, [*inputs, *overrides], default["loss"],
                                               budget * default["wall_s"])
                     rows.append(quality_row(size, device, content, style, name, result, default))

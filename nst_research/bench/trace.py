@@ -16,6 +16,10 @@ class StepTrace(pl.Callback):
     loss evaluations, the logged `loss/total`: None on the steps that log nothing when
     `trainer.log_every_n_steps` > 1).
 
+    A run that computes in other than fp32 logs losses in its own precision: at the final size its loss is
+    measured in fp32 instead (`evaluate`, the image after the step as it would be saved), and the time that
+    takes is left out of `time`, so that precisions are compared by the same loss at the run's own speed.
+
     With `target_loss`, stop once a step at `final_size` logs a loss at or below it; with `budget_s`,
     stop once `time.perf_counter()` passes `start + budget_s`.
     """
@@ -25,13 +29,21 @@ class StepTrace(pl.Callback):
         self.path = Path(path)
         self.final_size, self.target_loss = final_size, target_loss
         self.deadline = None if start is None or budget_s is None else start + budget_s
+        self.measuring_s = 0.0  # spent measuring losses in fp32, not counted in the run's time
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         synchronize(trainer.strategy.root_device)
-        now = time.perf_counter()
+        clock = time.perf_counter()
+        now = clock - self.measuring_s
         size = max(module.image_size)
-        loss = trainer.callback_metrics["loss/total"].item() if module.checks_loss(batch_idx) else None  # logged steps
+        loss = None
+        if module.checks_loss(batch_idx):  # logged steps
+            if module.objective.precision.exact or size != self.final_size:
+                loss = trainer.callback_metrics["loss/total"].item()
+            else:
+                loss = module.evaluate()["total"]
+                self.measuring_s += time.perf_counter() - clock
         with self.path.open("a") as f:
             f.write(json.dumps({"time": now, "step": module.run_step, "evaluations": module.loss_evaluations,
                                 "size": size, "loss": loss}) + "\n")

@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from nst_research.data.loaders import worker_count
 from nst_research.errors import UserInputError
 
 
@@ -23,9 +24,10 @@ class ImageDataModule(pl.LightningDataModule, ABC):
     name: str = "data"
     num_classes: int | None = None  # classes of the labels, known after `setup`; None: unlabelled
 
-    def __init__(self, image_size: int, channels: int, batch_size: int = 64, num_workers: int = 0,
+    def __init__(self, image_size: int, channels: int, batch_size: int = 64, num_workers: int | None = 0,
                  seed: int = 0, reference_size: int = 1000, train_size: int | None = None) -> None:
         super().__init__()
+        num_workers = worker_count(num_workers)
         for key, value, minimum in (("image_size", image_size, 8), ("channels", channels, 1),
                                     ("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
                                     ("reference_size", reference_size, 2),
@@ -46,10 +48,22 @@ class ImageDataModule(pl.LightningDataModule, ABC):
         if self.dataset is not None:
             return
         self.dataset = self.load()
-        if len(self.dataset) < 2 * self.reference_size:
-            raise UserInputError(f"data={self.name} has {len(self.dataset)} images; the metric needs "
-                                 f"2 x data.reference_size={2 * self.reference_size}: lower data.reference_size")
+        self.check_sizes(len(self.dataset))
         self.order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed))
+
+    def check_sizes(self, images: int) -> None:
+        """The data holds the metric's two reference sets and a training batch; the error names what to change."""
+        if images < 2 * self.reference_size:
+            raise UserInputError(f"data={self.name} has {images} images; the metric compares 2 x "
+                                 f"data.reference_size={2 * self.reference_size} real ones: lower metric.samples "
+                                 f"(data.reference_size follows it) to at most {images // 2}, or add images")
+        if self.train_size is not None and self.train_size > images:
+            raise UserInputError(f"data.train_size={self.train_size}: data={self.name} has only {images} images")
+        train = images if self.train_size is None else self.train_size
+        if train < self.batch_size:
+            raise UserInputError(f"data={self.name} trains on {train} images, fewer than data.batch_size="
+                                 f"{self.batch_size}: lower data.batch_size (e.g. data.batch_size={train}) or add "
+                                 "images")
 
     def loader(self, dataset: Dataset, shuffle: bool, sampler: DistributedSampler | None = None) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler, drop_last=shuffle,
@@ -58,14 +72,8 @@ class ImageDataModule(pl.LightningDataModule, ABC):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        if self.train_size is not None and self.train_size > len(self.dataset):
-            raise UserInputError(f"data.train_size={self.train_size}: data={self.name} has only {len(self.dataset)} "
-                                 "images")
         train = self.dataset if self.train_size is None else Subset(self.dataset,
                                                                      self.order[-self.train_size:].tolist())
-        if len(train) < self.batch_size:
-            raise UserInputError(f"data={self.name} trains on {len(train)} images, fewer than "
-                                 f"data.batch_size={self.batch_size}")
         return self.loader(train, shuffle=True)
 
     def reference(self, half: int) -> Subset:

@@ -5,7 +5,8 @@ A feed-forward checkpoint is a Lightning `.ckpt` (a `torch.save`d dict) with:
   `{"_target_": "nst_research.feedforward.network.JohnsonNet", "width": 32, "blocks": 5}`;
 - `state_dict`: the network's weights under the prefix `network.` (other prefixes are ignored).
 `FeedForwardModule` writes both. A run directory's checkpoint is `checkpoints/best.ckpt` (the best by
-validation loss), else `checkpoints/last.ckpt`. The file is read with `weights_only=True` (tensors and plain
+validation loss), else `checkpoints/last.ckpt`, else `checkpoints/interrupted.ckpt` (a run stopped before its
+first validation has only that one). The file is read with `weights_only=True` (tensors and plain
 containers only) and the `_target_` must name an `nn.Module` class, so a checkpoint cannot run code.
 """
 
@@ -22,7 +23,8 @@ from nst_research.errors import UserInputError
 
 NETWORK_KEY = "network"
 PREFIX = "network."
-CHECKPOINT_NAMES = ("best.ckpt", "last.ckpt")
+INTERRUPTED = "interrupted.ckpt"
+CHECKPOINT_NAMES = ("best.ckpt", "last.ckpt", INTERRUPTED)
 FIX = "give a feed-forward run directory or its .ckpt file"
 
 
@@ -47,13 +49,14 @@ def build_network(config: Mapping[str, Any]) -> nn.Module:
 
 
 def checkpoint_file(path: Path, fix: str = FIX) -> Path:
-    """A .ckpt file as given, or a run directory's checkpoints/best.ckpt, else checkpoints/last.ckpt (the
-    feed-forward and GAN tasks keep both); `fix` ends the message when there is none."""
+    """A .ckpt file as given, or a run directory's checkpoints/best.ckpt, else last.ckpt (the feed-forward and
+    GAN tasks keep both), else interrupted.ckpt (written on Ctrl-C or SIGTERM: a run stopped before its first
+    validation has no other); `fix` ends the message when there is none."""
     if path.is_dir():
         for name in CHECKPOINT_NAMES:
             if (path / "checkpoints" / name).is_file():
                 return path / "checkpoints" / name
-        raise UserInputError(f"{path} has no checkpoints/best.ckpt or checkpoints/last.ckpt; {fix}")
+        raise UserInputError(f"{path} has no checkpoints/best.ckpt, last.ckpt or {INTERRUPTED}; {fix}")
     if not path.is_file():
         raise UserInputError(f"checkpoint {path} does not exist; {fix}")
     return path

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from nst_research.data.files import image_files
+from nst_research.data.files import image_files, read_image, readable_files
+from nst_research.data.loaders import SkipUnreadable, worker_count
 from nst_research.errors import UserInputError
 from nst_research.nst.images import load_image, to_rgb
 
@@ -74,11 +74,7 @@ def demo_photos() -> dict[str, Path]:
 
 def read_rgb(path: Path) -> Tensor:
     """An image file as a uint8 RGB tensor (3, H, W)."""
-    try:
-        with Image.open(path) as opened:
-            return TF.pil_to_tensor(to_rgb(opened))
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise UserInputError(f"cannot read training image {path} ({error}); remove it or replace it") from None
+    return TF.pil_to_tensor(to_rgb(read_image(path, PhotoDataModule.key)))
 
 
 class RandomCrops(Dataset):
@@ -109,12 +105,13 @@ class PhotoDataModule(pl.LightningDataModule, ABC):
 
     key = "photos"  # the config group, named in error messages
     cache = False
+    skip_unreadable = False
 
     def __init__(self, image_size: int = 128, batch_size: int = 4, held_out: Sequence[str] = ("chelsea", "astronaut"),
                  val_size: int | None = None, scale: Sequence[float] = (0.25, 1.0), steps_per_epoch: int | None = None,
-                 num_workers: int = 0, seed: int = 0) -> None:
+                 num_workers: int | None = 0, seed: int = 0) -> None:
         super().__init__()
-        val_size = image_size if val_size is None else val_size
+        val_size, num_workers = image_size if val_size is None else val_size, worker_count(num_workers)
         for name, value, minimum in (("image_size", image_size, 8), ("batch_size", batch_size, 1),
                                      ("val_size", val_size, 8), ("num_workers", num_workers, 0)):
             if not isinstance(value, int) or value < minimum:
@@ -170,9 +167,15 @@ class PhotoDataModule(pl.LightningDataModule, ABC):
         length = self.steps_per_epoch * self.batch_size if self.steps_per_epoch else len(files)
         if length < self.batch_size:
             raise UserInputError(f"{len(files)} training image(s), fewer than {self.key}.batch_size={self.batch_size}; "
-                                 f"set {self.key}.steps_per_epoch to draw several crops per image")
-        self.train_set = RandomCrops(files, self.image_size, self.scale, length, cache=self.cache)
+                                 f"set {self.key}.steps_per_epoch to draw several crops per image, or lower "
+                                 f"{self.key}.batch_size")
+        crops = RandomCrops(files, self.image_size, self.scale, length, cache=self.cache)
+        self.train_set = SkipUnreadable(crops, files, self.key) if self.skip_unreadable else crops
         self.validation_images()
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit" and isinstance(self.train_set, SkipUnreadable):
+            self.train_set.warn()
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
@@ -202,11 +205,12 @@ class DemoPhotos(PhotoDataModule):
 
 
 class FolderPhotos(PhotoDataModule):
-    """Every image under `root` (searched recursively), e.g. COCO train2014."""
+    """Every image under `root` (searched recursively), e.g. COCO train2014; with `skip_unreadable`, files that do
+    not decode are left out (`nst_research.data.files`)."""
 
-    def __init__(self, root: str, **kwargs) -> None:
+    def __init__(self, root: str, skip_unreadable: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.root = Path(root).expanduser()
+        self.root, self.skip_unreadable = Path(root).expanduser(), skip_unreadable
 
     def training_files(self) -> list[Path]:
-        return image_files(self.root, key=f"{self.key}.root")
+        return readable_files(image_files(self.root, key=f"{self.key}.root"), self.key, self.skip_unreadable)

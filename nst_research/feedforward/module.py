@@ -16,6 +16,8 @@ the last step (the module asks the trainer to stop there, and Lightning validate
 network is always scored and checkpointed, whatever the validation interval. A grid of the held-out images (top
 row) and their stylisations (bottom row) is saved as `samples/step_XXXXXX.png` at the start, every `sample_every`
 steps and at the end, and sent to W&B in the row of that step's losses when they are logged; rank zero only.
+Under mixed precision (`trainer.precision=bf16-mixed`) the training steps run in bf16 autocast; validation, the
+grids, the judge and `evaluate()` run in fp32, so a network scores the same whatever precision trained it.
 `initial_losses` are the held-out images' terms before training; `evaluate()` gives them at any time (the
 final losses after fitting).
 
@@ -88,10 +90,11 @@ class FeedForwardModule(pl.LightningModule):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Every term for the held-out images (as one batch)."""
+        """Every term for the held-out images (as one batch), in fp32 as validation."""
         was_training = self.network.training
         self.network.eval()
-        losses = {key: value.item() for key, value in self.losses(self.samples).items()}
+        with torch.autocast(self.device.type, enabled=False):
+            losses = {key: value.item() for key, value in self.losses(self.samples).items()}
         self.network.train(was_training)
         return losses
 
@@ -114,7 +117,10 @@ class FeedForwardModule(pl.LightningModule):
         return total
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        losses = self.losses(batch)
+        """The held-out images' terms, in fp32 whatever the run's mixed precision: the same network scores the
+        same, and `val/total` compares with the initial and final losses and across precisions."""
+        with torch.autocast(self.device.type, enabled=False):
+            losses = self.losses(batch)
         values = {f"val/{key}": value for key, value in losses.items()}
         values["step"] = float(self.global_step)
         self.log_dict(values, on_epoch=True, sync_dist=True, batch_size=len(batch))
@@ -153,10 +159,12 @@ class FeedForwardModule(pl.LightningModule):
 
     @torch.no_grad()
     def stylised(self) -> Tensor:
-        """The network's stylisations of the held-out images."""
+        """The network's stylisations of the held-out images, in fp32 as `scripts/stylize.py` makes them (the
+        grids and the judge see what a user will get)."""
         was_training = self.network.training
         self.network.eval()
-        stylised = self.network(self.samples)
+        with torch.autocast(self.device.type, enabled=False):
+            stylised = self.network(self.samples)
         self.network.train(was_training)
         return stylised
 

@@ -13,7 +13,9 @@ rather than from the saturated colours of an unbounded output. (Johnson et al.'s
 
 Any size and aspect: the image is padded (by replicating its edge) to a multiple of 4, at least 8 px, so
 that the two stride-2 stages and the two upsamplings restore its size exactly, and the output is cropped
-back to the input's size. The forward pass is TorchScript-scriptable, so exports keep the padding dynamic.
+back to the input's size. The crop is a negative padding rather than a slice: `torch.export` then proves it in
+range for every size, so an exported network keeps the padding dynamic (a slice's bounds it cannot prove, and
+it would fix the size it was traced at).
 """
 
 import torch
@@ -93,4 +95,4 @@ class JohnsonNet(nn.Module):
         top, left = pad_h // 2, pad_w // 2
         x = F.pad(image, [left, pad_w - left, top, pad_h - top], mode="replicate")
         x = torch.sigmoid(self.net(x))
-        return x[..., top:top + height, left:left + width]
+        return F.pad(x, [-left, left - pad_w, -top, top - pad_h])

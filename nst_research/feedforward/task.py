@@ -28,9 +28,10 @@ from nst_research.nst.images import MIN_IMAGE_SIZE, load_image
 from nst_research.nst.results import eval_headline, without_empty_eval
 from nst_research.nst.styles import blend_weights, style_list
 from nst_research.nst.task import build_judge, build_objective
-from nst_research.parts import build, make_trainer
+from nst_research.parts import build, check_training_precision, make_trainer
 from nst_research.tracking.checkpoints import AtomicCheckpointIO, RunModelCheckpoint
 from nst_research.tracking.lifecycle import RunLifecycle
+from nst_research.tracking.progress import StepProgressBar
 from nst_research.tracking.results import Artifact, RunResults
 
 MONITOR = "val/total"
@@ -168,11 +169,14 @@ def run(cfg: DictConfig) -> FeedForwardResults:
     on_interrupt = OnExceptionCheckpoint(dirpath=folder, filename="interrupted")
     callbacks = [best, last, on_interrupt] if cfg.trainer.get("enable_checkpointing", True) else []
     extra_callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
+    if cfg.trainer.get("enable_progress_bar", True):
+        extra_callbacks.append(StepProgressBar())  # the bar counts steps: the budget is in steps
     # The trainer first: a device this machine lacks is refused at once, and under DDP it knows this
     # process's rank before any file or logger.
     trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
                            callbacks=callbacks + extra_callbacks, plugins=[AtomicCheckpointIO()])
     check_launch(cfg, trainer)
+    check_training_precision(trainer)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     photos, module, names = build_parts(cfg, output_dir, judge)
     describe = {"style": names, "image_size": photos.image_size, "seed": cfg.seed}

@@ -8,6 +8,7 @@ R1 penalty on real images (`r1_weight`, Mescheder et al., 2018).
 """
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -79,18 +80,30 @@ class HingeLoss(GANLoss):
         return -fake.mean()
 
 
+def input_gradient(discriminator: Callable[[Tensor], Tensor], images: Tensor) -> Tensor:
+    """grad_x sum D(x) at `images`, with its graph kept so that a penalty on it trains D.
+
+    Under bf16 autocast D runs in bf16 here too (bf16 has fp32's range, and the penalties come out within
+    bf16's rounding of fp32's); under fp16 autocast D runs in fp32 instead, since this gradient is not scaled
+    by the loss scaler and fp16 would flush its small values to zero. The gradient itself has the images' dtype.
+    """
+    device = images.device.type
+    fp16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.float16
+    with torch.autocast(device, enabled=False) if fp16 else nullcontext():
+        (grad,) = torch.autograd.grad(discriminator(images).sum(), images, create_graph=True)
+    return grad
+
+
 def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
     """Gulrajani et al. (2017), eq. 3 without the weight: E[(||grad_x D(x_hat)||_2 - 1)^2], with x_hat a
     uniformly random point on the line between each real and fake image."""
     alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
-    mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(discriminator(mixed).sum(), mixed, create_graph=True)
-    return (grad.flatten(1).norm(2, dim=1) - 1).square().mean()
+    mixed = (alpha * real + (1 - alpha) * fake.detach().to(real.dtype)).requires_grad_(True)
+    return (input_gradient(discriminator, mixed).flatten(1).norm(2, dim=1) - 1).square().mean()
 
 
 def r1_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
     """Mescheder et al. (2018), eq. 9 without gamma / 2: E[||grad_x D(x)||^2] on real images, which keeps D
     flat on the data so that training converges locally."""
     real = real.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(discriminator(real).sum(), real, create_graph=True)
-    return grad.flatten(1).square().sum(1).mean()
+    return input_gradient(discriminator, real).flatten(1).square().sum(1).mean()

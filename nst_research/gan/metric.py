@@ -117,7 +117,7 @@ class DigitFeatures(nn.Module):
         return super().train(False)  # frozen: always in eval mode
 
     def forward(self, images: Tensor) -> Tensor:
-        x = images.float().mean(1, keepdim=True)
+        x = images.to(self.net[0].weight.dtype).mean(1, keepdim=True)  # fp32 (fp64 when the run is)
         if x.shape[-2:] != (28, 28):
             x = F.interpolate(x, size=(28, 28), mode="bilinear", antialias=True)
         return self.net(x)
@@ -180,7 +180,9 @@ class SampleMetrics(nn.Module):
         self.named: list[Tensor] = []  # the class the classifier names for it
 
     def features_of(self, images: Tensor, batch_size: int = 500) -> Tensor:
-        with torch.no_grad():
+        """The classifier's features of `images`, in fp32 whatever the run's mixed precision: the same images
+        give the same features in every run, so its metrics compare across precisions."""
+        with torch.no_grad(), torch.autocast(self.real.device.type, enabled=False):
             return torch.cat([self.features(batch.to(self.real.device)) for batch in images.split(batch_size)])
 
     def set_reference(self, images: Tensor) -> None:
@@ -190,7 +192,7 @@ class SampleMetrics(nn.Module):
         features = self.features_of(images)
         self.fake.append(features)
         if labels is not None:
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
                 self.named.append(self.classify(features).argmax(1))
             self.asked.append(labels.to(features.device))
 

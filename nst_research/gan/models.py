@@ -106,8 +106,14 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """The score (batch,); with `acgan`, (score, class logits (batch, num_classes))."""
-        features = self.net[:-self.head_layers](x)
-        score = self.net[-self.head_layers:](features).flatten(1).squeeze(1)
+        layers = list(self.net)  # not self.net[:-k]: slicing builds a new Sequential at every call
+        features = x
+        for layer in layers[:-self.head_layers]:
+            features = layer(features)
+        score = features
+        for layer in layers[-self.head_layers:]:
+            score = layer(score)
+        score = score.flatten(1).squeeze(1)
         if self.conditioning is None:
             return score
         pooled = features.flatten(2).sum(2) if features.dim() > 2 else features

@@ -6,6 +6,8 @@ A grid of samples from one fixed noise batch is saved every `sample_every` gener
 validation scores samples from another fixed noise batch with the Frechet distance, precision, recall,
 density and coverage (`SampleMetrics`). Under DDP, rank zero alone saves the grids and scores the
 metrics (on the whole validation set, as on one device) and shares the values with the other processes.
+Under mixed precision (`trainer.precision=bf16-mixed`) the training steps run in autocast, with the losses
+reduced in fp32; the grids and the metrics' samples and features are made in fp32.
 """
 
 import copy
@@ -51,6 +53,11 @@ def sample_noise(shape: tuple[int, ...], distribution: str, generator: torch.Gen
     if distribution == "normal":
         return torch.randn(shape, generator=generator, device=device)
     raise ValueError(f"noise distribution {distribution!r}: choose uniform or normal")
+
+
+def at_least_fp32(x: Tensor) -> Tensor:
+    """`x` in fp32 when it is in 16 bits (an output under mixed precision); fp32 and fp64 unchanged."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def generate(generator: nn.Module, z: Tensor, labels: Tensor | None) -> Tensor:
@@ -127,12 +134,14 @@ class GANModule(pl.LightningModule):
 
     def critic(self, images: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """The discriminator's scores of `images` (of classes `labels` when conditional), augmented first when
-        the run augments, and its class logits (an `acgan` discriminator's; None otherwise)."""
+        the run augments, and its class logits (an `acgan` discriminator's; None otherwise). The scores are
+        fp32 under mixed precision, so that the losses and the logged D(x) are reduced in fp32."""
         images = images if self.augment is None else self.augment(images)
         if self.num_classes is None:
-            return self.discriminator(images), None
+            return at_least_fp32(self.discriminator(images)), None
         out = self.discriminator(images, labels)
-        return out if isinstance(out, tuple) else (out, None)
+        scores, classes = out if isinstance(out, tuple) else (out, None)
+        return at_least_fp32(scores), classes
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -220,11 +229,12 @@ class GANModule(pl.LightningModule):
         return {key.removeprefix("train/"): value.item() for key, value in self.training_values().items()}
 
     def samples(self) -> Tensor:
-        """The grid of samples from the fixed noise batch, as an image in [0, 1]."""
+        """The grid of samples from the fixed noise batch, as an image in [0, 1]; in fp32 whatever the run's
+        mixed precision, as the metrics' samples."""
         sampler = self.sampler
         was_training = sampler.training
         sampler.eval()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             images = generate(sampler, self.grid_noise, self.grid_labels)
         sampler.train(was_training)
         return make_grid(images, nrow=self.grid_columns, normalize=True, value_range=(-1, 1), pad_value=1)
@@ -247,16 +257,18 @@ class GANModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         """Score as many samples as the batch holds reals, from the same fixed noise at every validation.
-        Rank zero only: every process sees the whole validation set, so rank zero's value is a one-device run's."""
+        Rank zero only: every process sees the whole validation set, so rank zero's value is a one-device run's.
+        The samples are made in fp32 whatever the run's mixed precision: the same weights score the same."""
         if self.metric is None or not self.trainer.is_global_zero:
             return
         n = batch[0].shape[0]
         noise = sample_noise((n, self.generator.noise_dim), self.noise, self.metric_noise).to(self.device)
-        if self.num_classes is None:
-            self.metric.update(self.sampler(noise))
-        else:  # every class as often as the others, in the same order at every validation
-            labels = (torch.arange(n, device=self.device) + batch_idx * n) % self.num_classes
-            self.metric.update(self.sampler(noise, labels), labels)
+        with torch.autocast(self.device.type, enabled=False):
+            if self.num_classes is None:
+                self.metric.update(self.sampler(noise))
+            else:  # every class as often as the others, in the same order at every validation
+                labels = (torch.arange(n, device=self.device) + batch_idx * n) % self.num_classes
+                self.metric.update(self.sampler(noise, labels), labels)
 
     def on_validation_epoch_end(self) -> None:
         if self.metric is None:

@@ -21,7 +21,7 @@ from nst_research.errors import UserInputError
 from nst_research.gan.losses import GANLoss
 from nst_research.gan.metric import SampleMetrics, load_classifier
 from nst_research.gan.module import METRIC_KEY, GANModule
-from nst_research.parts import build, make_trainer
+from nst_research.parts import build, check_training_precision, make_trainer
 from nst_research.tracking.checkpoints import AtomicCheckpointIO, RunModelCheckpoint
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.results import Artifact, RunResults
@@ -162,6 +162,7 @@ def run(cfg: DictConfig) -> GANResults:
     trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=output_dir,
                            callbacks=callbacks + extra_callbacks, plugins=[AtomicCheckpointIO()])
     check_launch(cfg, trainer)
+    check_training_precision(trainer)
     datamodule: ImageDataModule = build(cfg.data)
     classes = conditional_classes(cfg.gan, datamodule)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -12,6 +12,7 @@ on its own pixels only, so the batch computes what separate runs would. L-BFGS c
 through its line search and history.
 """
 
+import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -101,8 +102,8 @@ class BatchedStyleTransferModule(StyleTransferModule):
 
     @torch.no_grad()
     def evaluate_elements(self) -> list[dict[str, float]]:
-        """Every loss term of each element's image as it would be saved (clamped to [0, 1])."""
-        batch = self.objective.element_losses(self.current_image().clamp(0, 1))
+        """Every loss term of each element's image as it would be saved (clamped to [0, 1]), in fp32."""
+        batch = self.objective.element_losses(self.current_image().clamp(0, 1), exact=True)
         return [dict(zip(terms, torch.stack(list(terms.values())).tolist())) for terms in batch]
 
     def compute_losses(self) -> dict[str, Tensor]:
@@ -144,10 +145,11 @@ def run(elements: list[Element], inputs: list[StyleTransferInputs], objective: S
         iterations=iterations, output_dir=output_dir,
         chroma=None if shared.chroma is None else torch.cat([x.chroma for x in inputs]), masks=shared.masks,
         elements=elements, **module_options)
+    started = time.perf_counter()  # every element's wall_time_s is the batch's
     with ExitStack() as stack:
         for b, element in enumerate(elements):
             element.run = stack.enter_context(RunLifecycle(element.output_dir, element.config, element.loggers,
-                                                           task="nst"))
+                                                           task="nst", started=started))
             element.run.on_finish(partial_outcome(module, elements, b, judging))
             save_image(shared.content, element.output_dir / "content.png")
             for i, style in enumerate(shared.styles):
@@ -163,6 +165,9 @@ def run(elements: list[Element], inputs: list[StyleTransferInputs], objective: S
             raise RunDiverged(f"{first.name}: the total loss became {module.latest[bad[0]]['total'].item()} at step "
                               f"{diverged.step}; {first.hint(diverged.step)} ({len(bad)} of {len(elements)} "
                               "diverged; the batch stopped)", diverged.step) from None
+        finally:  # before each element's results are judged and written, one after another
+            for element in elements:
+                element.run.stop_clock()
     return BatchedResults(status="completed", result=".", directory=str(output_dir),
                           names=[e.name for e in elements], runs=[e.run.results for e in elements])
 
@@ -199,6 +204,7 @@ def partial_outcome(module: BatchedStyleTransferModule, elements: list[Element],
                 logger.log_metrics({f"scale/{max(size)}px/{k}": v for k, v in final.items()}, step=step)
                 logger.log_metrics({**{f"final/{k}": v for k, v in final.items()}, **judged}, step=step)
         return StyleTransferResults.of(status, scales, element.seed, str(module.device), error,
-                                       judge=None if judging is None else judging.judge.settings())
+                                       judge=None if judging is None else judging.judge.settings(),
+                                       precision=module.objective.precision.record())
 
     return finish

@@ -19,6 +19,7 @@ INIT_CHOICES = ("content", "noise", "style")
 def check(cfg: DictConfig) -> None:
     check_run_settings(cfg)
     check_one_device(cfg.trainer)
+    check_one_precision(cfg.trainer)
     check_layer_names(cfg)
     check_images(cfg)
 
@@ -45,6 +46,15 @@ def check_one_device(trainer: DictConfig) -> None:
         raise UserInputError(f"task=nst optimises one image on one device, but the trainer asks for "
                              f"strategy={strategy} devices={devices} num_nodes={nodes}; "
                              "use trainer=default, cpu, gpu or mps")
+
+
+def check_one_precision(trainer: DictConfig) -> None:
+    """Style transfer's number format is `precision=` alone (bf16 for the objective, the image and optimizer in
+    fp32, L-BFGS included); Lightning's `trainer.precision`, which would autocast the whole step, stays fp32."""
+    value = trainer.get("precision", "32-true")
+    if str(value) not in ("32", "32-true"):
+        raise UserInputError(f"task=nst sets its number format with precision=32, bf16 or auto, not "
+                             f"trainer.precision={value}; drop that override and use e.g. precision=bf16")
 
 
 def check_layer_names(cfg: DictConfig) -> None:

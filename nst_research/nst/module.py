@@ -170,8 +170,9 @@ class StyleTransferModule(pl.LightningModule):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Every loss term of the image as it would be saved (clamped to [0, 1])."""
-        return {k: v.item() for k, v in self.objective(self.current_image().clamp(0, 1)).items()}
+        """Every loss term of the image as it would be saved (clamped to [0, 1]), in fp32 whatever the run's
+        precision: results compare across precisions."""
+        return {k: v.item() for k, v in self.objective(self.current_image().clamp(0, 1), exact=True).items()}
 
     def training_step(self, batch: int, batch_idx: int) -> None:
         optimizer = self.optimizers()
@@ -181,7 +182,8 @@ class StyleTransferModule(pl.LightningModule):
             optimizer.zero_grad()
             losses = self.compute_losses()
             if not self.initial_losses:  # the first evaluation is of the start image (in [0, 1]): its losses
-                self.initial_losses = {k: v.item() for k, v in losses.items()}
+                self.initial_losses = ({k: v.item() for k, v in losses.items()} if self.objective.precision.exact
+                                       else self.evaluate())  # in fp32, as the final ones
             self.manual_backward(losses["total"])
             self.loss_evaluations += 1
             last.update(losses)

@@ -22,14 +22,17 @@ class ScaleRecord:
 @dataclass(kw_only=True)
 class StyleTransferResults(RunResults):
     """results.json of a style transfer: totals over its scales, the first scale's initial losses and the
-    last one's final losses (every loss term by name), each scale's record, and `eval`, the judge's settings
-    and numbers for the result image (no `eval` key when the run is not judged)."""
+    last one's final losses (every loss term by name, measured in fp32 whatever the run's `precision`), each
+    scale's record, `precision` (the number format the steps ran in, the network's memory layout and why),
+    and `eval`, the judge's settings and numbers for the result image (no `eval` key when the run is not
+    judged)."""
 
     task: str = "nst"
     steps: int = 0
     loss_evaluations: int = 0
     image_size: list[int] | None = None
     device: str | None = None
+    precision: dict[str, Any] | None = None
     initial_losses: dict[str, float] = field(default_factory=dict)
     final_losses: dict[str, float] = field(default_factory=dict)
     scales: list[ScaleRecord] = field(default_factory=list)
@@ -44,11 +47,12 @@ class StyleTransferResults(RunResults):
 
     @classmethod
     def of(cls, status: str, scales: list[ScaleRecord], seed: int, device: str | None,
-           error: str | None = None, judge: dict[str, Any] | None = None) -> "StyleTransferResults":
+           error: str | None = None, judge: dict[str, Any] | None = None,
+           precision: dict[str, Any] | None = None) -> "StyleTransferResults":
         """The results of a run that finished `scales` (none if it never started); `judge` (the judge's settings)
         heads the `eval` block of the last scale's numbers."""
         judged = scales[-1].eval if scales and judge is not None else None
-        return cls(status=status, seed=seed, error=error, device=device, scales=scales,
+        return cls(status=status, seed=seed, error=error, device=device, precision=precision, scales=scales,
                    eval=None if judged is None else {"judge": judge, **judged},
                    result="result.png" if scales else None,
                    steps=sum(r.steps for r in scales), loss_evaluations=sum(r.loss_evaluations for r in scales),

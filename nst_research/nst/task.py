@@ -30,6 +30,7 @@ from nst_research.nst.multiscale import scale_sizes, scale_steps, upsample
 from nst_research.nst.objective import StyleTransferObjective
 from nst_research.nst.results import BatchedResults, ScaleRecord, StyleTransferResults, scale_records
 from nst_research.parts import build, make_trainer
+from nst_research.precision import Precision
 from nst_research.tracking.lifecycle import RunLifecycle
 from nst_research.tracking.sweep import sweep_group, with_sweep_job
 
@@ -44,6 +45,20 @@ def build_objective(cfg: DictConfig) -> StyleTransferObjective:
     terms = {name: build(node) for name, node in cfg.objective.terms.items() if node is not None}
     features = build(cfg.model, layers=StyleTransferObjective.layers(terms))
     return StyleTransferObjective(features, terms)
+
+
+def precision_choice(cfg: DictConfig) -> Precision:
+    """The precision that `precision=` and `channels_last=` ask for (a run saved before they existed: fp32)."""
+    return Precision.choice(cfg.get("precision", 32), cfg.get("channels_last", False))
+
+
+def compute_in(objective: StyleTransferObjective, precision: Precision, device: torch.device) -> None:
+    """Make the objective compute in `precision` as it runs on `device`, and say which, and why, on the console
+    unless it is the plain default."""
+    resolved = precision.resolve(device)
+    objective.compute_in(resolved)
+    if precision != Precision():
+        print(f"precision: {resolved.describe()}")
 
 
 def build_judge(cfg: DictConfig) -> FeatureJudge | None:
@@ -119,6 +134,7 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
     if checkpoint and (first >= len(sizes) or checkpoint["scale_steps"] >= steps[first]):
         raise UserInputError(f"resume={cfg.resume}: that run already has {checkpoint['run_step']} steps; "
                              "ask for more (e.g. iterations=...) with the same image_size and multiscale settings")
+    precision = precision_choice(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     objective = build_objective(cfg)
     scales = [input_loader(cfg)(size) for size in sizes]
@@ -130,13 +146,12 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
                              "but these settings give another size; keep image_size and multiscale as they were")
     optimizer = instantiate(cfg.optimizer)
     lbfgs = optimizer.func is torch.optim.LBFGS
-    if lbfgs and str(cfg.trainer.get("precision", "32")) not in ("32", "32-true"):
-        raise UserInputError("L-BFGS runs in fp32 only; drop the trainer.precision override or use optimizer=adam")
     allow_tf32(not lbfgs)
-    if cfg.compile:
-        objective.compile()
     new_trainer = partial(make_trainer, cfg.trainer, logger=False, default_root_dir=output_dir)
     trainer = new_trainer()  # a trainer this machine cannot run is refused before anything is written
+    compute_in(objective, precision, trainer.strategy.root_device)
+    if cfg.compile:
+        objective.compile()
     judging = None if judge is None else RunJudge(judge.to(trainer.strategy.root_device),
                                                   lambda k: scales[k].judged())  # a reference per scale
     make_module = instantiate(cfg.module)
@@ -151,7 +166,7 @@ def run(cfg: DictConfig) -> StyleTransferResults | BatchedResults:
         done = scale_records(run.previous)[:first]  # the finished coarser scales
         module: StyleTransferModule | None = None
         run.on_finish(lambda status, error: save_outcome(module, done, run.loggers, status, cfg.seed, output_dir,
-                                                         error, judging))
+                                                         error, judging, objective.precision))
         try:
             for k in range(first, len(scales)):
                 inputs = scales[k]
@@ -204,7 +219,8 @@ def scale_record(module: StyleTransferModule, loggers: list, judging: RunJudge |
 
 
 def save_outcome(module: StyleTransferModule | None, done: list[ScaleRecord], loggers: list, status: str, seed: int,
-                 output_dir: Path, error: str | None, judging: RunJudge | None) -> StyleTransferResults:
+                 output_dir: Path, error: str | None, judging: RunJudge | None,
+                 precision: Precision) -> StyleTransferResults:
     """Save the image as it stands (finished or not) and its checkpoint; the run's results, judged when
     `judging` is given.
 
@@ -220,7 +236,8 @@ def save_outcome(module: StyleTransferModule | None, done: list[ScaleRecord], lo
             logger.log_metrics({**final, **metrics(scales[-1].eval or {})}, step=module.run_step)
     device = str(module.device) if module is not None else None
     return StyleTransferResults.of(status, scales, seed, device, error,
-                                   judge=None if judging is None else judging.judge.settings())
+                                   judge=None if judging is None else judging.judge.settings(),
+                                   precision=precision.record())
 
 
 def element_configs(cfg: DictConfig, values: dict[str, list[Any]]) -> list[batched.Element]:
@@ -255,6 +272,7 @@ def run_batched(cfg: DictConfig, judge: FeatureJudge | None) -> BatchedResults:
                             random_weights=cfg.model.get("weights") == "random", seeds=values["seed"],
                             options={"multiscale.min_size": cfg.multiscale.min_size, "resume": cfg.get("resume"),
                                      "compile": cfg.get("compile")})
+    precision = precision_choice(cfg)
     elements = element_configs(cfg, values)
     pl.seed_everything(values["seed"][0], workers=True, verbose=False)
     inputs = [input_loader(OmegaConf.merge(cfg, {"seed": seed}))(cfg.image_size) for seed in values["seed"]]
@@ -264,6 +282,7 @@ def run_batched(cfg: DictConfig, judge: FeatureJudge | None) -> BatchedResults:
     optimizer = instantiate(cfg.optimizer)
     allow_tf32(True)
     trainer = make_trainer(cfg.trainer, logger=False, default_root_dir=cfg.output_dir)
+    compute_in(objective, precision, trainer.strategy.root_device)
     module_options = instantiate(cfg.module).keywords  # save_every, ema_decay
     judging = None if judge is None else RunJudge(judge.to(trainer.strategy.root_device),
                                                   lambda key: inputs[0].judged())  # the elements share their inputs

@@ -5,6 +5,7 @@ Lightning's `ModelCheckpoint` whose saved state (the best and last checkpoint's 
 a resumed run that was copied or moved keeps its best score and writes only into its own `checkpoints/`.
 """
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,13 @@ def moved(path: str, old: str, new: str) -> str:
 
 class RunModelCheckpoint(ModelCheckpoint):
     """`ModelCheckpoint` that reads a checkpoint written in another folder (its run folder copied or moved)
-    as if written in its own: Lightning would otherwise forget the best score and keep the old folder's path."""
+    as if written in its own: Lightning would otherwise forget the best score and keep the old folder's path. A
+    resume finds its own checkpoints there: Lightning's warning that the folder is not empty is not passed on."""
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        with warnings.catch_warnings():  # a resumed run writes into its own checkpoints/ by design
+            warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
+            super().setup(*args, **kwargs)
 
     @property
     def state_key(self) -> str:

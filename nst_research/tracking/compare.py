@@ -1,10 +1,12 @@
-"""Compare the runs of a sweep from their directories alone (no W&B server needed).
+"""Compare runs from their directories alone (no W&B server needed): one run, a sweep, or a folder of runs.
 
 Each run directory holds `results.json`, `config.yaml`, `.hydra/overrides.yaml` and the local metric
-history `csv/metrics.csv`. `compare` writes into the sweep directory `comparison.md` (a row per run, and
-what the runs are ranked by), `contact_sheet.png` (each run's result image, labelled by what differs),
-`curves.png` (a headline curve per run, log scale) and, for judged runs, `tradeoff.png` (the judge's
-content against style distance, with the Pareto front), and returns the table.
+history `csv/metrics.csv`. `compare` finds the runs under the directory it is given (`read_folder`: a run,
+a sweep's jobs, or every run up to four folders down, those running now included), and writes into it
+`comparison.md` (what the folder holds; a row per run, and what the runs are ranked by), `contact_sheet.png`
+(each run's result image, labelled by what differs), `curves.png` (a headline curve per run, log scale)
+and, for judged runs, `tradeoff.png` (the judge's content against style distance, with the Pareto front),
+and returns the table. Runs of different tasks get a section each, with their own pictures.
 
 A run's total loss means something else when its objective differs (a larger `style_weight` makes a
 larger total for the same picture), so runs are ranked by total loss only where they all optimised one
@@ -28,6 +30,7 @@ from torchvision.utils import make_grid
 from nst_research.atomic import write_atomic
 from nst_research.errors import UserInputError
 from nst_research.tracking.results import lookup, read_results
+from nst_research.tracking.runlock import is_running
 
 TOTAL = ("total loss", ("final_losses", "total"))
 SCORE = ("eval score", ("eval", "score"))
@@ -41,7 +44,7 @@ COLUMNS = {
     "gan": [("Frechet distance", ("frechet_distance", "final")), ("floor", ("frechet_distance", "floor")),
             *((name, ("sample_metrics", "final", name)) for name in ("precision", "recall", "density", "coverage"))],
 }
-CURVES = {"nst": "loss/total", "gan": "val/frechet_distance"}
+CURVES = {"nst": "loss/total", "gan": "val/frechet_distance", "feedforward": "train/total"}
 TRADEOFF = (("eval", "content"), ("eval", "style"))  # the trade-off plot's axes: content kept (x), style taken (y)
 # What a run's total loss depends on besides its picture: the objective (its terms with their weights, style loss
 # and layers), the feature network, the images and their size, colour preservation, the style's scale, and the
@@ -71,23 +74,168 @@ def run_color(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def find_runs(path: Path) -> list[Run]:
-    """The runs under `path`: the run itself if it holds results.json, else its job subdirectories."""
+MAX_DEPTH = 4  # folders below the one given where runs are looked for: outputs/multiruns/<date>/<time>/<job>
+OWN_FOLDERS = {"wandb", "csv", "checkpoints", "intermediate"}  # a run's own subfolders, which hold no runs
+MISSING = object()  # a key the config does not have
+TASK_NAMES = {"nst": "style transfer", "gan": "GAN", "feedforward": "feed-forward"}  # as tables and pages name them
+
+
+@dataclass
+class Folder:
+    """What a directory given to compare.py or dashboard.py holds: one run, the runs of one sweep (a multirun, or a
+    batched sweep), or a folder of runs that are not one sweep (a day's outputs/runs/<date>); the runs running now
+    among them (status `running`), and the jobs that started and stopped without writing results.json."""
+
+    directory: Path
+    runs: list[Run]
+    unfinished: list[Path]
+    kind: str  # "run", "sweep" or "folder"
+
+    def sections(self) -> list[list[Run]]:
+        """The runs by task, in the order the tasks first appear: each task's runs are compared by its own rule."""
+        tasks = list(dict.fromkeys(run.task for run in self.runs))
+        return [[run for run in self.runs if run.task == task] for task in tasks]
+
+    def describe(self) -> str:
+        """`sweep of 4 runs, 1 running`, `one run`, `folder of 7 runs (not one sweep): 5 style transfer, 2 GAN`."""
+        running = sum(run.results.get("status") == "running" for run in self.runs)
+        runs = plural(len(self.runs), "run") + (f", {running} running" if running else "")
+        what = {"run": "one run" + (", running" if running else ""), "sweep": f"sweep of {runs}",
+                "folder": f"folder of {runs}" + " (not one sweep)" * (len(self.runs) > 1)}[self.kind]
+        sections = self.sections()
+        if len(sections) > 1:
+            what += ": " + ", ".join(f"{len(runs)} {task_name(runs[0].task)}" for runs in sections)
+        return what
+
+    def notes(self) -> list[str]:
+        """What the console says first: what the directory holds, then each job skipped."""
+        return [f"{self.describe()}: {self.directory}",
+                *(f"skipped {job}: no results.json (the job did not finish)" for job in self.unfinished)]
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def task_name(task: str) -> str:
+    return TASK_NAMES.get(task, task)
+
+
+def run_folders(path: Path) -> tuple[list[Path], list[tuple[Path, bool]]]:
+    """(the directories with results.json, [(a started job without one, whether it is running)]) at most MAX_DEPTH
+    levels below `path`. A job started when Hydra wrote its `.hydra/`; a folder whose subfolders hold runs (a batched
+    sweep's) is not one itself, and its lock covers them (a batch's elements run while it holds it)."""
+    finished: list[Path] = []
+    started: list[tuple[Path, bool]] = []
+
+    def visit(directory: Path, depth: int, locked_above: bool) -> bool:
+        if (directory / "results.json").is_file():
+            finished.append(directory)
+            return True
+        locked = locked_above or is_running(directory)
+        found = False
+        if depth < MAX_DEPTH:
+            for child in sorted((p for p in directory.iterdir() if p.is_dir()), key=lambda p: in_order(p.name)):
+                if not child.name.startswith(".") and child.name not in OWN_FOLDERS:
+                    found = visit(child, depth + 1, locked) or found
+        if not found and (directory / ".hydra").is_dir():
+            started.append((directory, locked))
+            return True
+        return found
+
+    visit(path, 0, False)
+    return finished, started
+
+
+def in_order(name: str) -> tuple[int, str]:
+    """A folder's sort key: jobs by number (2 before 10), then dated and other folders by name."""
+    return (0, f"{int(name):012d}") if name.isdigit() else (1, name)
+
+
+def read_run(directory: Path, running: bool) -> Run:
+    """The run in `directory`, its overrides with the values it ran with (`current_overrides`); a run being written
+    now has status `running` (a resumed run keeps its earlier numbers until it ends)."""
+    overrides_file = directory / ".hydra" / "overrides.yaml"
+    overrides = (yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else None) or []
+    config = read_yaml(directory / "config.yaml")
+    results = read_results(directory / "results.json")
+    if running:
+        task = results.get("task") or config.get("task") or read_yaml(directory / ".hydra" / "config.yaml").get("task")
+        results = {**results, "status": "running", "task": task or "nst"}
+        results.pop("error", None)
+    return Run(directory, results, current_overrides(overrides, config), config=config)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    return (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+
+
+def read_folder(path: Path) -> Folder:
+    """The runs under `path`: the run itself, or those up to MAX_DEPTH folders down, each labelled by the settings
+    that differ among its task's runs. The folder is a sweep when it holds Hydra's multirun.yaml or all its runs
+    record one sweep group (`sweep.group` of config.yaml: a multirun's jobs, a batched sweep's elements)."""
     if not path.is_dir():
-        raise UserInputError(f"{path} is not a directory; give a sweep or run directory (outputs/multiruns/...)")
-    directories = [path] if (path / "results.json").is_file() else sorted(
-        (p.parent for p in path.glob("*/results.json")), key=lambda p: (len(p.name), p.name))
+        raise UserInputError(f"{path} is not a directory; give a run, a sweep or a folder of runs "
+                             "(outputs/multiruns/<date>/<time>, outputs/runs/<date>)")
+    finished, started = run_folders(path)
+    running = {directory for directory, locked in started if locked}
+    directories = sorted([*finished, *running], key=lambda p: [in_order(part) for part in p.relative_to(path).parts])
     if not directories:
-        raise UserInputError(f"no results.json in {path} or its subdirectories; is it a finished run or sweep?")
-    runs = []
-    for directory in directories:
-        overrides_file = directory / ".hydra" / "overrides.yaml"
-        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-        config_file = directory / "config.yaml"
-        config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
-        runs.append(Run(directory, read_results(directory / "results.json"), overrides or [], config=config or {}))
-    label_runs(runs)
-    return runs
+        stopped = f" ({plural(len(started), 'job')} started and stopped without one)" if started else ""
+        raise UserInputError(f"no results.json in {path} or up to {MAX_DEPTH} folders below it{stopped}; give a run, "
+                             "a sweep or a folder of runs")
+    runs = [read_run(directory, directory in running or is_running(directory)) for directory in directories]
+    groups = {(run.config.get("sweep") or {}).get("group") for run in runs}
+    if directories == [path]:
+        kind = "run"
+    elif (path / "multirun.yaml").is_file() or (len(groups) == 1 and None not in groups):
+        kind = "sweep"
+    else:
+        kind = "folder"
+    folder = Folder(path, runs, [directory for directory, locked in started if not locked], kind)
+    for section in folder.sections():
+        label_runs(section)
+    return folder
+
+
+def find_runs(path: Path) -> list[Run]:
+    """The runs under `path` (`read_folder`)."""
+    return read_folder(path).runs
+
+
+def current_overrides(overrides: list[str], config: dict[str, Any]) -> list[str]:
+    """The command line's overrides with the values the run has now in its config.yaml: a resume
+    (`resume=<dir> iterations=60`) changes config.yaml, while .hydra/overrides.yaml keeps the first command's
+    `iterations=2000`. A config group's choice is read from `choices`; an override the config cannot answer (a
+    deletion, a group without `choices`) stays as it was given."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    current = []
+    for text in overrides:
+        try:
+            override = parser.parse_override(text)
+        except HydraException:
+            current.append(text)
+            continue
+        key, now = override.key_or_group, config
+        for part in ["choices", key] if key in (config.get("choices") or {}) else key.split("."):
+            now = now.get(part, MISSING) if isinstance(now, dict) else MISSING
+        plain = not (override.is_delete() or override.is_sweep_override() or override.package)
+        if plain and now is not MISSING and not isinstance(now, dict) and now != override.value():
+            text = f"{text.split('=', 1)[0]}={override_text(now)}"
+        current.append(text)
+    return current
+
+
+def override_text(value: Any) -> str:
+    """A value as Hydra's command line spells it (`true`, `null`, `[1,2]`)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ",".join(map(override_text, value)) + "]"
+    return "null" if value is None else str(value)
 
 
 def latest_sweep(root: Path = Path("outputs/multiruns")) -> Path:
@@ -172,9 +320,12 @@ def objective_differences(runs: list[Run]) -> list[str] | None:
 def ranking(runs: list[Run]) -> Ranking:
     """Total loss where every run optimised one objective (OBJECTIVE_KEYS agree); else the judge's score, which
     measures every run alike; else nothing (runs with different objectives and no judge). GANs: the Frechet
-    distance, one metric for every run."""
+    distance, one metric for every run. Runs still running are left out: they are not ranked yet."""
     if len(runs) < 2:
         return Ranking(None, None, None, "One run: nothing to rank.")
+    if len(finished := [run for run in runs if run.results.get("status") != "running"]) < 2:
+        return Ranking(None, None, None, f"{len(finished)} of {len(runs)} runs finished: nothing to rank yet.")
+    runs = finished
     if runs[0].task == "gan":
         return Ranking("Frechet distance", ("frechet_distance", "final"), "val/frechet_distance",
                        "Ranked by the final Frechet distance (lower is better), one metric for every run.")
@@ -261,14 +412,14 @@ def tradeoff_figure(points: Sequence[tuple[float, float]], labels: Sequence[str]
     return figure
 
 
-def runs_tradeoff(runs: list[Run], size: tuple[float, float] = (7, 4.5)) -> Figure | None:
+def runs_tradeoff(runs: list[Run], size: tuple[float, float] = (7, 4.5), ids: str = "run") -> Figure | None:
     """The judged runs on the trade-off plane, each labelled and in its colour, its point the SVG group
-    `run-<index>`; None when no run was judged."""
+    `<ids>-<index>`; None when no run was judged."""
     points = tradeoff_points(runs)
     if not points:
         return None
     return tradeoff_figure(list(points.values()), [runs[i].label for i in points], [run_color(i) for i in points],
-                           size=size, ids=[f"run-{i}" for i in points])
+                           size=size, ids=[f"{ids}-{i}" for i in points])
 
 
 def tradeoff(runs: list[Run], path: Path) -> bool:
@@ -412,18 +563,33 @@ def curves(runs: list[Run], path: Path) -> None:
     write_atomic(path, lambda f: figure.savefig(f, format="png", dpi=100))
 
 
-def compare(path: Path) -> str:
-    """Write comparison.md, contact_sheet.png, curves.png and (judged runs) tradeoff.png into `path`; return the
-    table with what it is ranked by and why."""
-    runs = find_runs(path)
-    rank_by = ranking(runs)
-    markdown = f"{table(runs, rank_by)}\n{rank_by.reason}\n"
-    contact_sheet(runs, path / "contact_sheet.png")
-    curves(runs, path / "curves.png")
-    pictures = ["![contact sheet](contact_sheet.png)", "![curves](curves.png)"]
-    if tradeoff(runs, path / "tradeoff.png"):
-        pictures.insert(0, "![trade-off: the judge's content against style distance, the Pareto front dashed]"
-                           "(tradeoff.png)")
-    text = f"# {path}\n\n{markdown}\n" + "\n\n".join(pictures) + "\n"
+def write_comparison(folder: Folder) -> tuple[str, list[Path]]:
+    """Write comparison.md and, for each task's runs, its contact sheet, curves and (judged runs) trade-off into the
+    folder; return the tables, each with what it is ranked by and why, and the files written. With runs of several
+    tasks, each task has its own section and its pictures are named after it (`curves_gan.png`)."""
+    path, sections = folder.directory, folder.sections()
+    markdown, pictures, written = [], [], []
+    for runs in sections:
+        rank_by = ranking(runs)
+        suffix = f"_{runs[0].task}" if len(sections) > 1 else ""
+        heading = f"## {task_name(runs[0].task)}: {plural(len(runs), 'run')}\n\n" if len(sections) > 1 else ""
+        markdown.append(f"{heading}{table(runs, rank_by)}\n{rank_by.reason}\n")
+        names = [f"contact_sheet{suffix}.png", f"curves{suffix}.png"]
+        contact_sheet(runs, path / names[0])
+        curves(runs, path / names[1])
+        shown = [f"![contact sheet]({names[0]})", f"![curves]({names[1]})"]
+        if tradeoff(runs, path / f"tradeoff{suffix}.png"):
+            names.insert(0, f"tradeoff{suffix}.png")
+            shown.insert(0, "![trade-off: the judge's content against style distance, the Pareto front dashed]"
+                            f"(tradeoff{suffix}.png)")
+        pictures.append("\n\n".join(shown))
+        written += [path / name for name in names]
+    body = "\n".join(f"{text}\n{shown}\n" for text, shown in zip(markdown, pictures))
+    text = f"# {path}\n\n{folder.describe()}\n\n{body}"
     write_atomic(path / "comparison.md", lambda f: f.write(text.encode()))
-    return markdown
+    return "\n".join(markdown), [path / "comparison.md", *written]
+
+
+def compare(path: Path) -> str:
+    """Compare the runs under `path` (`write_comparison`); return the tables with what each is ranked by and why."""
+    return write_comparison(read_folder(path))[0]

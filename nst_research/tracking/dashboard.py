@@ -1,10 +1,12 @@
-"""A dashboard for a sweep from one command: `dashboard.html` from the run directories, and a W&B Report.
+"""A dashboard for a sweep, a run or a folder of runs from one command: `dashboard.html` from the run
+directories, and a W&B Report.
 
 The page needs no server and no W&B account: one self-contained HTML file with the swept settings, a
 results table with each run's result image, every run's headline curve and, for judged runs, the trade-off
-of the judge's content and style distances with its Pareto front. The report is the same comparison in W&B
-for the sweep's group (curves on the step axis grouped by each swept key, parallel coordinates, scatter
-plots, the trade-off, the result images, the results table, a run comparer), built with wandb-workspaces.
+of the judge's content and style distances with its Pareto front; runs of different tasks get a section each.
+The report is the same comparison in W&B, of the sweep's W&B group or of the runs themselves (curves on the
+step axis grouped by each swept key, parallel coordinates, scatter plots, the trade-off, the result images,
+the results table, a run comparer), built with wandb-workspaces.
 Both rank the runs as compare.py does (`ranking`): by total loss where every run optimised one objective,
 else by the judge's score. Its spec is written to `wandb_report.json` always, and saved to W&B when logged in.
 Its panels name only keys that the runs' W&B logs contain (read back with `wandb leet inspect`).
@@ -37,19 +39,22 @@ from nst_research.atomic import write_atomic
 from nst_research.tracking.compare import (
     COLUMNS,
     CURVES,
+    Folder,
     Ranking,
     Run,
-    find_runs,
     flatten,
     history,
+    label_lines,
     lookup,
     on_front,
     override_values,
     ranking,
     ranks,
+    read_folder,
     run_color,
     runs_tradeoff,
     swept_keys,
+    task_name,
 )
 from nst_research.tracking.loggers import wandb_mode
 
@@ -75,7 +80,6 @@ REPORT_KEYS = {
     "gan": ReportKeys(step="trainer/global_step", curves=("val/frechet_distance", "train/d_loss", "train/g_loss"),
                       final="val/frechet_distance", media="samples", table="results"),
 }
-TASK_NAMES = {"nst": "style transfer", "gan": "GAN"}  # as the page and the report name them
 OFFLINE_ENTITY = "offline"  # the report's entity when none is given and there is no login to ask
 
 
@@ -91,15 +95,35 @@ class WandbLog:
 
 
 @dataclass
-class Sweep:
-    directory: Path
+class Section:
+    """The runs of one task, compared by that task's rule."""
+
     task: str
     runs: list[Run]
     logs: list[WandbLog | None]  # one per run; None where the run has no readable W&B log
     group: str | None  # the runs' W&B group
     swept: list[str]  # the override keys whose values differ between the runs
-    skipped: list[Path]  # job directories without results.json
     ranking: Ranking  # what the runs are ranked by, and why
+
+
+@dataclass
+class Page:
+    """What the dashboard shows: the folder it was given (a run, a sweep, a folder of runs) and a section per task."""
+
+    folder: Folder
+    sections: list[Section]
+
+    @property
+    def directory(self) -> Path:
+        return self.folder.directory
+
+    @property
+    def runs(self) -> list[Run]:
+        return [run for section in self.sections for run in section.runs]
+
+    @property
+    def logs(self) -> list[WandbLog | None]:
+        return [log for section in self.sections for log in section.logs]
 
 
 def wandb_directories(run_dir: Path) -> list[Path]:
@@ -124,27 +148,21 @@ def read_wandb_log(run_dir: Path) -> WandbLog | None:
                     flatten(record.get("config") or {}), set(record.get("summary") or {}))
 
 
-def unfinished_jobs(path: Path) -> list[Path]:
-    """The jobs of a sweep directory that Hydra started (they have .hydra/) but that wrote no results.json."""
-    if (path / "results.json").is_file():
-        return []
-    jobs = (p for p in path.iterdir() if (p / ".hydra").is_dir() and not (p / "results.json").is_file())
-    return sorted(jobs, key=lambda p: (len(p.name), p.name))
-
-
 def run_group(run: Run) -> str | None:
     config = run.config
     return (config.get("sweep") or {}).get("group") or ((config.get("logger") or {}).get("wandb") or {}).get("group")
 
 
-def load_sweep(path: Path) -> Sweep:
-    """The runs under `path` with their W&B logs; a UserInputError when it holds none."""
-    runs = find_runs(path)
-    skipped = unfinished_jobs(path)
-    groups = [g for g in map(run_group, runs) if g]
-    return Sweep(directory=path, task=runs[0].task, runs=runs, logs=[read_wandb_log(run.directory) for run in runs],
-                 group=max(groups, key=groups.count) if groups else None, swept=swept_keys(runs), skipped=skipped,
-                 ranking=ranking(runs))
+def load_page(path: Path) -> Page:
+    """The runs under `path` (`read_folder`) by task, with their W&B logs; a UserInputError when it holds none."""
+    folder = read_folder(path)
+    sections = []
+    for runs in folder.sections():
+        groups = [g for g in map(run_group, runs) if g]
+        sections.append(Section(task=runs[0].task, runs=runs, logs=[read_wandb_log(run.directory) for run in runs],
+                                group=max(groups, key=groups.count) if groups else None, swept=swept_keys(runs),
+                                ranking=ranking(runs)))
+    return Page(folder, sections)
 
 
 def config_key(override: str, configs: list[dict[str, Any]]) -> str | None:
@@ -157,6 +175,10 @@ def config_key(override: str, configs: list[dict[str, Any]]) -> str | None:
     under = sorted(k for k in present if k.startswith(f"{key}."))
     differing = [k for k in under if len({repr(c.get(k)) for c in configs}) > 1] or under
     return next((k for k in (f"{key}.name", f"{key}._target_", *differing) if k in differing), None)
+
+
+def capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def is_number(value: Any) -> bool:
@@ -175,42 +197,60 @@ def without_server() -> Iterator[None]:
         yield
 
 
-def build_report(sweep: Sweep, entity: str | None, project: str) -> tuple[wr.Report, list[str]]:
-    """The sweep's W&B Report, and the keys of REPORT_KEYS its panels leave out because no run logs them.
-    Without `entity` the report asks the W&B API for the default entity (it needs a login)."""
-    keys = REPORT_KEYS.get(sweep.task, REPORT_KEYS["nst"])
-    logs = [log for log in sweep.logs if log is not None]
-    configs = [log.config for log in logs] or [flatten(r.config) for r in sweep.runs if r.config]
+def build_report(page: Page, entity: str | None, project: str) -> tuple[wr.Report, list[str]]:
+    """The W&B Report of the page's runs, a part per task when they are of several, and the keys of REPORT_KEYS its
+    panels leave out because no run logs them. Without `entity` the report asks the W&B API for the default entity
+    (it needs a login)."""
+    folder, several, name = page.folder, len(page.sections) > 1, page.directory.name
+    group = page.sections[0].group if not several else None
+    title = {"sweep": f"Sweep {group or name}", "run": f"Run {name}"}.get(folder.kind, f"Runs in {name}")
+    report = wr.Report(project=project, title=title, description="Made by scripts/dashboard.py",
+                       **({"entity": entity} if entity else {}))
+    blocks: list[Any] = [wr.P(f"{folder.describe()}: {page.directory}.")] if several else []
+    missing: list[str] = []
+    for section in page.sections:
+        if several:
+            blocks.append(wr.H1(f"{capitalised(task_name(section.task))} runs"))
+        section_blocks, section_missing = report_section(section, folder, report.entity, project)
+        blocks += section_blocks
+        missing += [key for key in section_missing if key not in missing]
+    report.blocks = blocks
+    return report, missing
+
+
+def report_section(section: Section, folder: Folder, entity: str, project: str) -> tuple[list[Any], list[str]]:
+    """The report's blocks for one task's runs, and the keys of REPORT_KEYS they leave out because no run logs them.
+    A sweep's panels show its W&B group; a run's or a folder's, the runs themselves (by W&B id)."""
+    keys = REPORT_KEYS.get(section.task, REPORT_KEYS["nst"])
+    logs = [log for log in section.logs if log is not None]
+    configs = [log.config for log in logs] or [flatten(r.config) for r in section.runs if r.config]
     available = set().union(*(log.keys | set(log.config) for log in logs)) if logs else None
     wanted = [keys.step, *keys.curves, keys.final, *keys.judge, keys.media, keys.table]
     missing = [key for key in wanted if available is not None and key not in available]
-    if available is None and not any(run.results.get("eval") for run in sweep.runs):  # no log to read: results.json
+    if available is None and not any(run.results.get("eval") for run in section.runs):  # no log to read: results.json
         missing += keys.judge
-    settings = [k for k in (config_key(o, configs) for o in sweep.swept) if k is not None]
+    settings = [k for k in (config_key(o, configs) for o in section.swept) if k is not None]
     judged = [key for key in keys.judge if key not in missing]
-    ranked = sweep.ranking.metric  # the runs' ranking, where the logs hold its number
+    ranked = section.ranking.metric  # the runs' ranking, where the logs hold its number
     final = ranked if ranked in (keys.final, *judged) else keys.final
 
-    report = wr.Report(project=project, title=f"Sweep {sweep.group or sweep.directory.name}",
-                       description="Made by scripts/dashboard.py", **({"entity": entity} if entity else {}))
     ids = [log.run_id for log in logs if log.run_id]
-    one_run = (sweep.directory / "results.json").is_file()  # one job of a sweep: that run, not its whole group
-    if sweep.group and not (one_run and ids):
-        filters = [expr.Metric("Group") == sweep.group]
+    if section.group and (folder.kind == "sweep" or not ids):
+        filters = [expr.Metric("Group") == section.group]
     else:
         filters = [expr.Metric("ID").isin(ids)]
 
     def grid(panels: list[Any]) -> wr.PanelGrid:
-        runset = wr.Runset(entity=report.entity, project=project, name=sweep.group or "runs", filters=filters)
+        runset = wr.Runset(entity=entity, project=project, name=section.group or "runs", filters=filters)
         return wr.PanelGrid(runsets=[runset], panels=arranged(panels))
 
-    group = f" (W&B group {sweep.group})" if sweep.group else ""
-    blocks: list[Any] = [wr.P(f"{len(sweep.runs)} {TASK_NAMES.get(sweep.task, sweep.task)} runs of "
-                              f"{sweep.directory}{group}; swept: {', '.join(sweep.swept) or 'nothing'}.")]
+    group = f" (W&B group {section.group})" if section.group and folder.kind == "sweep" else ""
+    blocks: list[Any] = [wr.P(f"{len(section.runs)} {task_name(section.task)} runs of "
+                              f"{folder.directory}{group}; swept: {', '.join(section.swept) or 'nothing'}.")]
     if curves := curve_panels(keys, missing, settings):
         blocks += [wr.H2("Curves"), grid(curves)]
     if final not in missing and settings:
-        blocks += [wr.H2("Settings against the result"), wr.P(sweep.ranking.reason),
+        blocks += [wr.H2("Settings against the result"), wr.P(section.ranking.reason),
                    grid(settings_panels(final, settings, configs, judged, keys.final))]
     if keys.judge and set(keys.judge[:2]) <= set(judged):
         x, y = keys.judge[:2]
@@ -219,8 +259,7 @@ def build_report(sweep: Sweep, entity: str | None, project: str) -> tuple[wr.Rep
                    grid([wr.ScatterPlot(title=f"trade-off: {x} against {y}", x=wr.SummaryMetric(x),
                                         y=wr.SummaryMetric(y), layout=wr.Layout(w=12, h=8))])]
     blocks += [wr.H2("Results"), grid(result_panels(keys, missing))]
-    report.blocks = blocks
-    return report, missing
+    return blocks, missing
 
 
 def arranged(panels: list[Any]) -> list[Any]:
@@ -292,9 +331,9 @@ def report_spec(report: wr.Report, offline: bool) -> str:
         return report._to_model().model_dump_json(by_alias=True, exclude_none=True, indent=1)
 
 
-def sync(sweep: Sweep) -> None:
+def sync(page: Page) -> None:
     """`wandb sync` each run's offline W&B directories (a resumed run's several in order)."""
-    for log in sweep.logs:
+    for log in page.logs:
         for directory in (log.directories if log else []):
             if directory.name.startswith("offline-run-"):
                 subprocess.run([sys.executable, "-m", "wandb", "sync", str(directory)], check=False)
@@ -345,6 +384,8 @@ td.best::after { content: " \\2605"; color: #d4a017; }
 .status.failed { background: #fde5e4; color: #b42318; }
 .status.interrupted { background: #fff1d6; color: #9a6200; }
 .status.diverged { background: #efe5fa; color: #6b3fa0; }
+.status.running { background: #e0efff; color: #1d5fa0; }
+h2.task { margin: 34px 0 -6px; font-size: 21px; }
 .error { color: #b42318; font-size: 12px; max-width: 260px; margin-top: 4px; overflow-wrap: anywhere; }
 td.image { width: 1%; }
 td.image img { display: block; border-radius: 6px; border: 1px solid var(--line); background: #fff; }
@@ -385,15 +426,16 @@ def result_image(run: Run) -> Path | None:
     return run.directory / name if name else None
 
 
-def curves_svg(sweep: Sweep) -> str:
+def curves_svg(section: Section) -> str:
     """Every run's headline curve from its CSV log, as inline SVG (matplotlib's Figure API: no display needed)."""
-    key = CURVES.get(sweep.task, CURVES["nst"])
+    key = CURVES.get(section.task, CURVES["nst"])
     figure = Figure(figsize=(11, 4.4))
     axes = figure.subplots()
-    for index, run in enumerate(sweep.runs):
+    for index, run in enumerate(section.runs):
         steps, values = history(run.directory, key)
         if values and all(v > 0 and math.isfinite(v) for v in values):
-            axes.plot(steps, values, color=run_color(index), linewidth=1.8, label=run.label,
+            label = "\n".join(label_lines(run.label, width=40, lines=3))  # a narrow legend leaves room for the plot
+            axes.plot(steps, values, color=run_color(index), linewidth=1.8, label=label,
                       marker="o" if len(values) < 12 else None, markersize=3)
     if not axes.lines:
         return f'<p class="note">No run logged {esc(key)} in csv/metrics.csv.</p>'
@@ -418,34 +460,37 @@ def inline_svg(figure: Figure) -> str:
     return svg[svg.index("<svg"):]
 
 
-def tradeoff_svg(sweep: Sweep) -> str | None:
-    """The judged runs on the trade-off plane with the Pareto front (`runs_tradeoff`); None when none was judged."""
-    figure = runs_tradeoff(sweep.runs, size=(11, 4.4))
+def tradeoff_svg(section: Section, ids: str = "run") -> str | None:
+    """The judged runs on the trade-off plane with the Pareto front (`runs_tradeoff`), each point the SVG group
+    `<ids>-<index>`; None when none was judged."""
+    figure = runs_tradeoff(section.runs, size=(11, 4.4), ids=ids)
     return None if figure is None else inline_svg(figure)
 
 
-def results_table(sweep: Sweep) -> str:
-    """One row per run: its settings in its colour, status, numbers (a star on the best of the ranked one), a mark
-    on the Pareto front of the judge's numbers, steps, time and result image."""
-    columns = COLUMNS.get(sweep.task, COLUMNS["nst"])
-    places, front = ranks(sweep.runs, sweep.ranking), on_front(sweep.runs)
+def results_table(section: Section, directory: Path) -> str:
+    """One row per run: its settings in its colour, its folder under `directory`, status, numbers (a star on the best
+    of the ranked one), a mark on the Pareto front of the judge's numbers, steps, time and result image."""
+    columns = COLUMNS.get(section.task, COLUMNS["nst"])
+    places, front = ranks(section.runs, section.ranking), on_front(section.runs)
     header = "".join(f'<th class="num">{esc(name)}</th>' for name, _ in columns)
     rows = []
-    for index, run in enumerate(sweep.runs):
+    for index, run in enumerate(section.runs):
         values = override_values(run)
-        settings = "".join(f"<div>{esc(k)}={esc(values[k])}</div>" for k in sweep.swept if k in values)
+        settings = "".join(f"<div>{esc(k)}={esc(values[k])}</div>" for k in section.swept if k in values)
+        deep = run.directory.parent != directory and run.directory != directory  # in a folder of runs: its path
+        job = run.directory.relative_to(directory).as_posix() if deep else f"job {run.directory.name}"
         status = str(run.results.get("status", "unknown"))
         error = run.results.get("error")
         cells = []
         for name, path in columns:
-            marked = name == sweep.ranking.column and places[index] == 1
+            marked = name == section.ranking.column and places[index] == 1
             cells.append(f'<td class="num{" best" if marked else ""}">{number(lookup(run.results, path))}</td>')
         pareto = '<span class="pareto" title="on the Pareto front">Pareto</span>' if index in front else ""
         steps = run.results.get("steps", run.results.get("generator_steps"))
         rows.append(
             f'<tr class="run"><td><div class="label"><span class="dot" '
             f'style="background:{run_color(index)}"></span><div>{settings or esc(run.label)}'
-            f'<span class="job">job {esc(run.directory.name)}</span>{pareto}</div></div></td>'
+            f'<span class="job">{esc(job)}</span>{pareto}</div></div></td>'
             f'<td><span class="status {esc(status)}">{esc(status)}</span>'
             + (f'<div class="error">{esc(error)}</div>' if error else "") + "</td>"
             + "".join(cells)
@@ -456,52 +501,68 @@ def results_table(sweep: Sweep) -> str:
             f'<th class="num">time (s)</th><th>result</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
-def settings_list(sweep: Sweep) -> str:
-    parsed = [override_values(run) for run in sweep.runs]
+def settings_list(section: Section) -> str:
+    parsed = [override_values(run) for run in section.runs]
     items = []
-    for key in sweep.swept:
+    for key in section.swept:
         values = list(dict.fromkeys(p[key] for p in parsed if key in p))
         items.append(f"<dt>{esc(key)}</dt><dd>{''.join(f'<span class=chip>{esc(v)}</span>' for v in values)}</dd>")
     shared = [f"{k}={v}" for k, v in parsed[0].items()
-              if k not in sweep.swept and all(p.get(k) == v for p in parsed)] if len(parsed) > 1 else []
+              if k not in section.swept and all(p.get(k) == v for p in parsed)] if len(parsed) > 1 else []
     fixed = f'<p class="fixed">Same in every run: <code>{esc(" ".join(shared))}</code></p>' if shared else ""
     return f'<dl class="settings">{"".join(items)}</dl>{fixed}' if items else fixed or "<p>No overrides.</p>"
 
 
-def dashboard_html(sweep: Sweep, offline_note: str, url: str | None = None) -> str:
-    """The page; its footer links the saved W&B report, or says why there is none (`offline_note`)."""
-    statuses = [str(run.results.get("status", "unknown")) for run in sweep.runs]
-    counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
-    task = TASK_NAMES.get(sweep.task, sweep.task)
-    group = f" · W&B group <code>{esc(sweep.group)}</code>" if sweep.group else ""
-    skipped = (f'<p class="note">Skipped (no results.json): {esc(", ".join(p.name for p in sweep.skipped))}</p>'
-               if sweep.skipped else "")
-    curve = CURVES.get(sweep.task, CURVES["nst"])
-    tradeoff = tradeoff_svg(sweep)
+def section_html(section: Section, page: Page) -> str:
+    """One task's runs: a heading when the page has several tasks, then their settings, results, trade-off and
+    curve, ranked by the task's own rule."""
+    several = len(page.sections) > 1
+    curve = CURVES.get(section.task, CURVES["nst"])
+    tradeoff = tradeoff_svg(section, ids=f"{section.task}-run" if several else "run")
     plane = ("" if tradeoff is None else '<section><h2>Trade-off: the judge\'s content against style distance</h2>'
              '<p class="note">One point per judged run in its colour; lower left is better. The dashed steps join '
              'the Pareto front, the runs no other run beats on both axes (ringed; marked in the table).</p>'
              f"<figure>{tradeoff}</figure></section>")
+    heading = (f'<h2 class="task">{esc(capitalised(task_name(section.task)))} · '
+               f'{len(section.runs)} run{"s" if len(section.runs) > 1 else ""}</h2>' if several else "")
+    return f"""{heading}
+<section><h2>Settings</h2>{settings_list(section)}</section>
+<section><h2>Results</h2><p class="ranking">{esc(section.ranking.reason)}</p>
+<div class="wide">{results_table(section, page.directory)}</div></section>
+{plane}
+<section><h2>{esc(curve)}</h2><figure>{curves_svg(section)}</figure></section>"""
+
+
+def dashboard_html(page: Page, offline_note: str, url: str | None = None) -> str:
+    """The page; its title says what the folder holds (a sweep, a run, a folder of runs), and its footer links the
+    saved W&B report, or says why there is none (`offline_note`)."""
+    folder, name = page.folder, page.directory.name
+    statuses = [str(run.results.get("status", "unknown")) for run in page.runs]
+    counts = "".join(f" · {statuses.count(s)} {s}" for s in dict.fromkeys(statuses) if s != "running")
+    tasks = {section.task for section in page.sections}
+    task = capitalised(task_name(next(iter(tasks)))) + " " if len(tasks) == 1 else ""
+    title = {"sweep": f"{task}sweep", "run": f"{task}run"}.get(folder.kind, "Runs")
+    group = page.sections[0].group if folder.kind == "sweep" and len(page.sections) == 1 else None
+    group_html = f" · W&B group <code>{esc(group)}</code>" if group else ""
+    skipped = (f'<p class="note">Skipped (no results.json, not running): '
+               f'{esc(", ".join(p.relative_to(page.directory).as_posix() for p in folder.unfinished))}</p>'
+               if folder.unfinished else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{esc(sweep.directory.name)}: sweep dashboard</title><style>{STYLE}</style></head>
+<title>{esc(name)}: {esc(title)} dashboard</title><style>{STYLE}</style></head>
 <body><main>
-<header><h1>{esc(task[:1].upper() + task[1:])} sweep · {esc(sweep.directory.name)}</h1>
-<p class="meta">{len(sweep.runs)} runs ({esc(counts)}){group} · <code>{esc(sweep.directory.resolve())}</code></p>
-</header>
-<section><h2>Settings</h2>{settings_list(sweep)}</section>
-<section><h2>Results</h2><p class="ranking">{esc(sweep.ranking.reason)}</p>
-<div class="wide">{results_table(sweep)}</div>{skipped}</section>
-{plane}
-<section><h2>{esc(curve)}</h2><figure>{curves_svg(sweep)}</figure></section>
-<footer>Made by <code>python scripts/dashboard.py {esc(sweep.directory)}</code> from the run directories.
+<header><h1>{esc(title)} · {esc(name)}</h1>
+<p class="meta">{esc(folder.describe())}{esc(counts)}{group_html} · <code>{esc(page.directory.resolve())}</code></p>
+{skipped}</header>
+{"".join(section_html(section, page) for section in page.sections)}
+<footer>Made by <code>python scripts/dashboard.py {esc(page.directory)}</code> from the run directories.
 {f'W&B report: <a href="{esc(url)}">{esc(url)}</a>' if url else esc(offline_note)}</footer>
 </main></body></html>
 """
 
 
-def write_dashboard(sweep: Sweep, html_text: str, spec: str) -> tuple[Path, Path]:
-    page, report = sweep.directory / "dashboard.html", sweep.directory / "wandb_report.json"
+def write_dashboard(directory: Path, html_text: str, spec: str) -> tuple[Path, Path]:
+    page, report = directory / "dashboard.html", directory / "wandb_report.json"
     write_atomic(page, lambda f: f.write(html_text.encode()))
     write_atomic(report, lambda f: f.write(spec.encode()))
     return page, report
@@ -512,36 +573,37 @@ def write_dashboard(sweep: Sweep, html_text: str, spec: str) -> tuple[Path, Path
 
 def dashboard(path: Path, *, sync_runs: bool = False, entity: str | None = None,
               project: str | None = None) -> tuple[Path, Path, str | None]:
-    """Write dashboard.html and wandb_report.json into the sweep directory `path`; save the report to W&B when
-    logged in (after `wandb sync` of the runs with `sync_runs`). Returns the two paths and the report's URL."""
-    sweep = load_sweep(path)
-    for directory in sweep.skipped:
-        print(f"skipped {directory}: no results.json (the job did not finish)")
-    print(sweep.ranking.reason)
+    """Write dashboard.html and wandb_report.json into `path` (a sweep, a run or a folder of runs); save the report
+    to W&B when logged in (after `wandb sync` of the runs with `sync_runs`). Says first what the folder holds.
+    Returns the two paths and the report's URL."""
+    page = load_page(path)
+    print("\n".join(page.folder.notes()))
+    for section in page.sections:
+        print(f"{capitalised(task_name(section.task))}: " * (len(page.sections) > 1) + section.ranking.reason)
     project = (project or os.environ.get("WANDB_PROJECT")
-               or next((log.project for log in sweep.logs if log and log.project), None) or "nst-research")
+               or next((log.project for log in page.logs if log and log.project), None) or "nst-research")
     entity = entity or os.environ.get("WANDB_ENTITY")
     mode, reason = wandb_mode()
     url = None
     if mode == "online":
         if sync_runs:
-            sync(sweep)
+            sync(page)
         try:
-            report, missing = build_report(sweep, entity, project)
+            report, missing = build_report(page, entity, project)
             spec = report_spec(report, offline=False)
             report.save()
             url = report.url
         except Exception as error:  # the page and the spec are still written
             reason = f"saving the report failed ({type(error).__name__}: {error})"
     if url is None:
-        report, missing = build_report(sweep, entity or OFFLINE_ENTITY, project)
+        report, missing = build_report(page, entity or OFFLINE_ENTITY, project)
         spec = report_spec(report, offline=True)
     if missing:
         print(f"W&B report: no run logs {', '.join(missing)}; the panels that need them are left out")
     upload = f"wandb login, then python scripts/dashboard.py {path} --sync"
     note = f"W&B report not uploaded ({reason}); to upload it: {upload}."
-    page, spec_path = write_dashboard(sweep, dashboard_html(sweep, note, url), spec)
+    page_path, spec_path = write_dashboard(path, dashboard_html(page, note, url), spec)
     if url is None:
         print(f"W&B: {reason}; the report was not uploaded{' and no run was synced' if sync_runs else ''} "
               f"(its spec: {spec_path}). To upload it: {upload}")
-    return page, spec_path, url
+    return page_path, spec_path, url

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from nst_research.atomic import write_atomic
-from nst_research.errors import RunDiverged
+from nst_research.errors import RunDiverged, user_message
 from nst_research.tracking.loggers import finish_loggers, instantiate_loggers, publish
 from nst_research.tracking.results import RunResults, read_results, write_results
 
@@ -54,7 +54,7 @@ def error_message(error: BaseException | None) -> str | None:
     with its exception type."""
     if error is None or isinstance(error, KeyboardInterrupt | SystemExit):
         return None
-    return str(error) if isinstance(error, RunDiverged) else f"{type(error).__name__}: {error}"
+    return str(error) if isinstance(error, RunDiverged) else f"{type(error).__name__}: {user_message(error)}"
 
 
 Finish = Callable[[str, str | None], RunResults]
@@ -69,14 +69,16 @@ class RunLifecycle:
     """
 
     def __init__(self, output_dir: Path, config: Mapping[str, Any], loggers: Mapping[str, Any] | None, *,
-                 task: str, primary: bool = True):
+                 task: str, primary: bool = True, started: float | None = None):
         self.output_dir, self.config, self.logger_nodes = Path(output_dir), config, loggers
         self.task, self.primary = task, primary
         self.previous = read_results(self.output_dir / "results.json")  # a resumed run's
         self.loggers: list = []
         self.results: RunResults | None = None
         self.finish: Finish = lambda status, error: RunResults(status=status, task=task, error=error)
+        self.started = started
         self.start = 0.0
+        self.stopped: float | None = None
 
     def on_finish(self, finish: Finish) -> None:
         """`finish(status, error)` saves the task's outcome so far and returns its results."""
@@ -84,8 +86,13 @@ class RunLifecycle:
 
     @property
     def elapsed(self) -> float:
-        """Seconds of this run, a resumed run's earlier sessions included."""
-        return time.perf_counter() - self.start + self.previous.get("wall_time_s", 0.0)
+        """Seconds of this run, a resumed run's earlier sessions included: from its start (`started`, when given)
+        to its end (`stop_clock`, when called)."""
+        return (self.stopped or time.perf_counter()) - self.start + self.previous.get("wall_time_s", 0.0)
+
+    def stop_clock(self) -> None:
+        """End the run's time now (the runs of one batch share its time, whichever of them finishes first)."""
+        self.stopped = time.perf_counter()
 
     def __enter__(self) -> "RunLifecycle":
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -97,7 +104,7 @@ class RunLifecycle:
         hyperparameters = experiment_config(self.config)
         for logger in self.loggers:
             logger.log_hyperparams(hyperparameters)
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() if self.started is None else self.started
         return self
 
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: object) -> bool:

@@ -1,7 +1,8 @@
 """Loggers from the `logger` config group, with W&B that never crashes or blocks a run.
 
 W&B runs online only with a login and a reachable server; otherwise it logs offline into the
-run directory (upload later with `wandb sync`), and says why once; its own banners stay quiet
+run directory (upload later with `wandb sync`), and says why once (once for all the jobs of a multirun,
+whichever process runs them); its own banners stay quiet
 unless WANDB_SILENT=false. If even offline W&B cannot start, the run goes on with its local CSV
 log. Under DDP only rank zero starts a W&B run.
 
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -28,8 +31,9 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from nst_research.atomic import write_atomic
-from nst_research.tracking.console import notice
+from nst_research.tracking.console import notice, notice_once
 from nst_research.tracking.results import Artifact
+from nst_research.tracking.sweep import SAID_MARKER
 
 
 def wandb_url() -> str:
@@ -125,11 +129,28 @@ def wandb_logger(start_timeout: float = 10.0, **kwargs: Any) -> Logger | None:
             restore_env("WANDB_MODE", requested)
         declare_metrics(run)
         if offline:
-            notice(f"W&B: {reason}; logging offline to {run.dir.removesuffix('/files')} "
-                   "(upload later with `wandb sync <that dir>`)")
+            offline_notice(reason, run.dir.removesuffix("/files"))
         return logger
     notice(f"{reason}; continuing without W&B (losses are still logged locally)")
     return None
+
+
+def offline_notice(reason: str, run_dir: str) -> None:
+    """Why W&B logs offline, and where: once for a single run; once for all the jobs of a multirun, naming them
+    all (a marker file in the multirun's folder remembers that it was said)."""
+    sweep = multirun_dir()
+    if sweep is None:
+        notice(f"W&B: {reason}; logging offline to {run_dir} (upload later with `wandb sync <that dir>`)")
+        return
+    notice_once(f"W&B: {reason}; logging each job offline into its own folder (upload later with "
+                f"`wandb sync {sweep}/*/wandb/offline-run-*`)", sweep / SAID_MARKER)
+
+
+def multirun_dir() -> Path | None:
+    """The folder of the multirun this process runs a job of (Hydra's sweep.dir), or None."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(HydraConfig.get().sweep.dir)
 
 
 def first_line(text: str) -> str:

@@ -3,7 +3,7 @@
 A run, a resume and any other command that writes into a run directory holds an exclusive `flock` on its
 `.lock` file for as long as it writes. The kernel releases it when the process ends, however it ends (SIGKILL
 and power loss included), so a stale lock cannot exist. The file holds the holder's process id, which the
-refusal names. Tools that only read a run (compare, dashboard) take no lock.
+refusal names. Tools that only read a run (compare, dashboard) ask whether it is running (`is_running`).
 """
 
 import contextlib
@@ -50,3 +50,19 @@ class RunLock:
         if self.fd is not None:
             os.close(self.fd)  # closing the file releases the lock
             self.fd = None
+
+
+def is_running(run_dir: Path) -> bool:
+    """Whether a process holds `run_dir`'s lock now: a shared lock that cannot be had means a writer has it. The
+    probe holds it for the instant it takes; a run directory without a lock file has never been written by a run."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as error:
+        return error.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)  # closing the file releases the probe's lock
+    return False

@@ -11,6 +11,7 @@ a multi-objective search's `ParetoSet` writes the trials no other beats, and dra
 """
 
 import json
+import logging
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -72,11 +73,32 @@ def with_sweep_job(cfg: DictConfig, job: dict[str, Any]) -> None:
             wandb.name = wandb.name or job["name"]
 
 
+SAID_MARKER = ".notice_said"  # in a multirun's folder while it runs: a notice for all its jobs was given
+
+
+class QuietOptuna(Callback):
+    """An Optuna search prints what Hydra already says (the study, each trial's overrides, the best parameters)
+    and two kinds of noise: alembic's "setup plugin" lines, when Optuna loads it, and Optuna's own notices in
+    colour codes. Before the sweeper loads Optuna, both are set to pass on warnings only, Optuna's in Hydra's
+    plain format."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if "optuna" not in str(config.hydra.sweeper.get("_target_", "")):
+            return
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.disable_default_handler()
+        optuna.logging.enable_propagation()
+
+
 class MultirunSummary(Callback):
     """At the end of a multirun: one line per failed job, a count, and exit status 1 if any failed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        (sweep_dir / SAID_MARKER).unlink(missing_ok=True)  # a later multirun into this folder says it again
         paths = sorted(sweep_dir.glob("*/results.json"), key=lambda p: (len(p.parent.name), p.parent.name))
         statuses = {path.parent.name: json.loads(path.read_text()) for path in paths}
         failed = {job: r for job, r in statuses.items() if r.get("status") != "completed"}
