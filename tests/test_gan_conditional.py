@@ -80,7 +80,25 @@ def test_class_accuracy_of_real_digits(tmp_path_factory):
     metrics.update(images[200:600], (labels[200:600] + 1) % 10)  # asked for the wrong class
     assert metrics.compute()["class_accuracy"] < 0.1
     metrics.update(images[200:600])
-    assert "class_accuracy" not in metrics.compute()  # unconditional samples
+    assert not any(name.startswith("class_accuracy") for name in metrics.compute())  # unconditional samples
+
+
+def test_class_accuracy_per_class_finds_the_class_a_generator_cannot_make(tmp_path_factory):
+    """A "generator" that, asked for a 7, makes a 1: the overall accuracy stays high, the 7's falls to about 0."""
+    classifier, _ = load_classifier(tmp_path_factory.getbasetemp() / "classifier_cache")
+    images, labels = load_mnist5k(seed=5)
+    images, labels = images[200:1200], labels[200:1200]
+    ones = images[labels == 1]
+    made = images.clone()
+    made[labels == 7] = ones[torch.arange(int((labels == 7).sum())) % len(ones)]
+    metrics = SampleMetrics(classifier)
+    metrics.set_reference(images[:200])
+    metrics.update(made, labels)
+    scores = metrics.compute()
+    per_class = {name: value for name, value in scores.items() if name.startswith("class_accuracy/")}
+    assert sorted(per_class) == [f"class_accuracy/{c}" for c in range(10)]
+    assert per_class["class_accuracy/7"] < 0.1 < 0.9 < min(v for n, v in per_class.items() if n != "class_accuracy/7")
+    assert scores["class_accuracy"] > 0.8  # one class missing in ten hides in the overall number
 
 
 def folder_of(tmp_path, layout: dict[str, int]):
@@ -135,4 +153,5 @@ def test_conditional_run_end_to_end(run_cli, tmp_path):
     assert results["conditional"] == "projection"
     for key in ("initial", "final"):
         assert 0 <= results["sample_metrics"][key]["class_accuracy"] <= 1, results["sample_metrics"]
+        assert all(0 <= results["sample_metrics"][key][f"class_accuracy/{c}"] <= 1 for c in range(10))
     assert Image.open(run_dir / "samples.png").size == (2 * 28 + 3 * 2, 10 * 28 + 11 * 2)

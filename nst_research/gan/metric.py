@@ -160,7 +160,7 @@ def precision_recall_density_coverage(real: Tensor, fake: Tensor, k: int = 5) ->
 class SampleMetrics(nn.Module):
     """Every metric of a generator's samples against one fixed set of real images, in the classifier's
     feature space: `frechet_distance`, `precision`, `recall`, `density` and `coverage` (k-NN balls, `k`);
-    for samples of asked-for classes, `class_accuracy`: how often the classifier names the class asked for.
+    for samples of asked-for classes, `class_accuracy` and `class_accuracy/<class>` (`class_accuracies`).
 
     The real features are computed once (`set_reference`); `update` adds generated images and `compute`
     scores them and forgets them. Not synchronised across processes: under DDP rank zero scores all samples.
@@ -176,7 +176,8 @@ class SampleMetrics(nn.Module):
         self.classify = classifier.classify.requires_grad_(False)
         self.register_buffer("real", torch.empty(0, classifier.num_features), persistent=False)
         self.fake: list[Tensor] = []
-        self.correct: list[Tensor] = []  # per labelled sample: whether the classifier agrees with its label
+        self.asked: list[Tensor] = []  # the class each labelled sample was asked for
+        self.named: list[Tensor] = []  # the class the classifier names for it
 
     def features_of(self, images: Tensor, batch_size: int = 500) -> Tensor:
         """The classifier's features of `images`, in fp32 whatever the run's mixed precision: the same images
@@ -192,7 +193,8 @@ class SampleMetrics(nn.Module):
         self.fake.append(features)
         if labels is not None:
             with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
-                self.correct.append(self.classify(features).argmax(1) == labels.to(features.device))
+                self.named.append(self.classify(features).argmax(1))
+            self.asked.append(labels.to(features.device))
 
     @property
     def samples(self) -> int:
@@ -202,15 +204,23 @@ class SampleMetrics(nn.Module):
         """The metrics of the samples added since the last `compute`, which are then forgotten."""
         fake, self.fake = torch.cat(self.fake), []
         scores = score_features(self.real, fake, self.k)
-        if self.correct:
-            scores["class_accuracy"] = torch.cat(self.correct).double().mean().item()
-            self.correct = []
+        if self.asked:
+            scores.update(class_accuracies(torch.cat(self.asked), torch.cat(self.named)))
+            self.asked, self.named = [], []
         return scores
 
     def compare(self, real: Tensor, other: Tensor) -> dict[str, float]:
         """The metrics between two image sets, e.g. two disjoint halves of the real images: what a perfect
         generator would score (the Frechet distance's floor; precision and recall below 1)."""
         return score_features(self.features_of(real), self.features_of(other), self.k)
+
+
+def class_accuracies(asked: Tensor, named: Tensor) -> dict[str, float]:
+    """How often the classifier names the class asked for: over all samples (`class_accuracy`) and for each class
+    asked for (`class_accuracy/<class>`), which shows a generator that makes some classes and not others."""
+    correct = (named == asked).double()
+    return {"class_accuracy": correct.mean().item(),
+            **{f"class_accuracy/{c}": correct[asked == c].mean().item() for c in asked.unique().tolist()}}
 
 
 def score_features(real: Tensor, fake: Tensor, k: int) -> dict[str, float]:

@@ -34,7 +34,8 @@ class GANResults(RunResults):
     """results.json of a GAN training: steps, the last training losses, the Frechet distance
     (`initial`, `final`, `best`, the real-vs-real `floor`), precision, recall, density and coverage
     (`sample_metrics`: `initial`, `final` and `real_vs_real`, with their `k`; conditional runs add the
-    classifier's `class_accuracy` on samples against the class asked for) and the checkpoints written."""
+    classifier's `class_accuracy` on samples against the class asked for, overall and per class as
+    `class_accuracy/<class>`) and the checkpoints written."""
 
     task: str = "gan"
     gan: str = ""
@@ -212,7 +213,7 @@ def validate(trainer: pl.Trainer, module: GANModule, datamodule: ImageDataModule
     """Score the generator now: its Frechet distance, and its precision, recall, density and coverage."""
     scores = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     return scores[METRIC_KEY], {name.removeprefix("val/"): value for name, value in scores.items()
-                                if name.removeprefix("val/") in (*KNN_METRICS, "class_accuracy")}
+                                if name.removeprefix("val/").split("/")[0] in (*KNN_METRICS, "class_accuracy")}
 
 
 def save_outcome(module: GANModule, trainer: pl.Trainer, status: str, error: str | None, metric: dict[str, Any],
