@@ -241,3 +241,10 @@ def test_contact_sheet_labels_break_between_settings_not_inside_numbers():
     three = label_lines("optimizer=adam,style_weight=10000.0,content_weight=1.0")
     assert len(three) == 2 and three[-1].endswith("...")
     assert all(len(line) <= 30 for line in three)
+
+
+def test_a_setting_too_long_for_a_label_line_keeps_its_value():
+    from nst_research.tracking.compare import label_lines
+
+    assert label_lines("gan.discriminator.spectral_norm=true,seed=0") == ["spectral_norm=true,seed=0"]
+    assert label_lines("model.a_very_long_component_name_indeed=0.125", width=20) == ["...name_indeed=0.125"]

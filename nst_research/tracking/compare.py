@@ -515,17 +515,27 @@ def labelled_tile(image_path: Path | None, label: str, font: ImageFont.ImageFont
 
 def label_lines(label: str, width: int = 30, lines: int = 2) -> list[str]:
     """`label` in at most `lines` lines of `width` characters, broken after its commas (between settings)
-    rather than inside a number; a setting too long for a line is cut, and a last line that overflows ends in '...'."""
+    rather than inside a number; a setting too long for a line keeps its value (`spectral_norm=true` for
+    `gan.discriminator.spectral_norm=true`, then cut from the left), and a last line that overflows ends in '...'."""
     out: list[str] = []
     for part in [p + "," for p in label.split(",")[:-1]] + [label.split(",")[-1]]:
         if out and len(out[-1]) + len(part) <= width:
             out[-1] += part
         else:
-            out.append(part[:width])
+            out.append(fit_setting(part, width))
     if len(out) > lines:
         out = out[:lines]
         out[-1] = out[-1][:width - 3] + "..."
     return out
+
+
+def fit_setting(setting: str, width: int) -> str:
+    """`key=value` in `width` characters: the key's last dotted part, then its end, so the value is never lost."""
+    if len(setting) <= width:
+        return setting
+    key, equals, value = setting.partition("=")
+    setting = f"{key.rsplit('.', 1)[-1]}{equals}{value}"
+    return setting if len(setting) <= width else "..." + setting[-(width - 3):]
 
 
 def contact_sheet(runs: list[Run], path: Path) -> None:
