@@ -121,6 +121,22 @@ def test_gan_runs_are_ranked_by_the_frechet_distance_without_a_tradeoff(tmp_path
     assert "Frechet distance" in markdown.splitlines()[-1] and not (tmp_path / "tradeoff.png").exists()
 
 
+def test_a_conditional_gans_class_accuracy_is_a_column_only_where_a_run_has_one(tmp_path):
+    def gan_run(job: int, overrides: str, final: dict) -> None:
+        (tmp_path / str(job) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text(f"- task=gan\n- {overrides}\n")
+        (tmp_path / str(job) / "results.json").write_text(json.dumps(
+            {"status": "completed", "task": "gan", "frechet_distance": {"final": 50.0 + job, "floor": 5.0},
+             "sample_metrics": {"final": {"precision": 0.7, "recall": 0.4, **final}}}))
+
+    gan_run(0, "gan.conditional=false", {})
+    assert "class accuracy" not in compare(tmp_path)  # no empty column for unconditional runs
+    gan_run(1, "gan.conditional=true", {"class_accuracy": 0.504})
+    table = compare(tmp_path).splitlines()
+    header = next(line for line in table if "Frechet distance" in line and line.startswith("|"))
+    assert "class accuracy" in header and any("0.504" in line for line in table if "conditional=true" in line)
+
+
 def test_tradeoff_curves_draw_a_line_per_setting_and_refuse_unknown_keys(tmp_path):
     for job, (loss, scale, point) in enumerate([("gram", "1", (0.3, 0.8)), ("gram", "10", (0.6, 0.5)),
                                                  ("mrf", "1", (0.2, 0.9)), ("mrf", "10", (0.5, 0.4))]):

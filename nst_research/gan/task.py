@@ -56,7 +56,8 @@ class GANResults(RunResults):
     def headline(self) -> dict[str, Any]:
         final = self.sample_metrics.get("final") or {}
         return {**{f"frechet_distance/{k}": self.frechet_distance.get(k) for k in ("final", "best", "floor")},
-                **{name: final.get(name) for name in KNN_METRICS}, "generator_steps": self.generator_steps}
+                **{name: final.get(name) for name in KNN_METRICS}, "generator_steps": self.generator_steps,
+                **({"class_accuracy": final["class_accuracy"]} if "class_accuracy" in final else {})}
 
     def artifacts(self) -> list[Artifact]:
         """The result (samples.png, results.json, config.yaml) and the checkpoints as a `model` artifact:

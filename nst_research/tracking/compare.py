@@ -42,7 +42,8 @@ COLUMNS = {
     "nst": [TOTAL, ("content loss", ("final_losses", "content")), ("style loss", ("final_losses", "style")),
             *EVAL_COLUMNS],
     "gan": [("Frechet distance", ("frechet_distance", "final")), ("floor", ("frechet_distance", "floor")),
-            *((name, ("sample_metrics", "final", name)) for name in ("precision", "recall", "density", "coverage"))],
+            *((name, ("sample_metrics", "final", name)) for name in ("precision", "recall", "density", "coverage")),
+            ("class accuracy", ("sample_metrics", "final", "class_accuracy"))],  # conditional runs only
 }
 CURVES = {"nst": "loss/total", "gan": "val/frechet_distance", "feedforward": "train/total"}
 TRADEOFF = (("eval", "content"), ("eval", "style"))  # the trade-off plot's axes: content kept (x), style taken (y)
@@ -477,7 +478,7 @@ def table(runs: list[Run], rank_by: Ranking | None = None) -> str:
     """A Markdown table: one row per run with its label, status, place, headline numbers (the best of the ranked
     one in bold with a star), whether it is on the Pareto front (judged style transfers), steps and time."""
     rank_by = rank_by or ranking(runs)
-    columns = COLUMNS.get(runs[0].task, COLUMNS["nst"])
+    columns = table_columns(runs[0].task, runs)
     judged = runs[0].task != "gan"
     places, front = ranks(runs, rank_by), on_front(runs)
     header = ["run", "status", "rank", *(name for name, _ in columns), *(["Pareto"] if judged else []),
@@ -511,6 +512,13 @@ def labelled_tile(image_path: Path | None, label: str, font: ImageFont.ImageFont
     for i, line in enumerate(label_lines(label)):
         draw.text((4, TILE + 2 + 12 * i), line, fill=(0, 0, 0), font=font)
     return TF.to_tensor(tile)
+
+
+def table_columns(task: str, runs: list["Run"]) -> list[tuple[str, tuple[str, ...]]]:
+    """The task's table columns that at least one of `runs` has a number for (no empty class-accuracy column in a
+    sweep of unconditional GANs)."""
+    return [(name, path) for name, path in COLUMNS.get(task, COLUMNS["nst"])
+            if any(lookup(run.results, path) is not None for run in runs)]
 
 
 def label_lines(label: str, width: int = 30, lines: int = 2) -> list[str]:

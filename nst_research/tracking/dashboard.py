@@ -37,7 +37,6 @@ from wandb_workspaces.reports.v2 import interface
 
 from nst_research.atomic import write_atomic
 from nst_research.tracking.compare import (
-    COLUMNS,
     CURVES,
     Folder,
     Ranking,
@@ -54,6 +53,7 @@ from nst_research.tracking.compare import (
     run_color,
     runs_tradeoff,
     swept_keys,
+    table_columns,
     task_name,
 )
 from nst_research.tracking.loggers import wandb_mode
@@ -470,7 +470,7 @@ def tradeoff_svg(section: Section, ids: str = "run") -> str | None:
 def results_table(section: Section, directory: Path) -> str:
     """One row per run: its settings in its colour, its folder under `directory`, status, numbers (a star on the best
     of the ranked one), a mark on the Pareto front of the judge's numbers, steps, time and result image."""
-    columns = COLUMNS.get(section.task, COLUMNS["nst"])
+    columns = table_columns(section.task, section.runs)
     places, front = ranks(section.runs, section.ranking), on_front(section.runs)
     header = "".join(f'<th class="num">{esc(name)}</th>' for name, _ in columns)
     rows = []
