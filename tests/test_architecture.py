@@ -11,9 +11,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nst_research"
 # The command line, the app, each task's entry (and its checks), building parts from nodes (a feed-forward
 # checkpoint rebuilds its network from the node it saved), logger set-up, multirun bookkeeping, and the harnesses
 # that run tasks from composed configs as the command line does (the benchmark, the feed-forward comparison), and
-# scripts/judge.py, which builds the judge from its node.
+# scripts/judge.py, which builds the judge from its node, and scripts/compare.py, which parses a run's saved
+# command-line overrides with Hydra's own parser to label it by the values it ran with.
 WIRING = {"cli", "app", "parts", "nst.task", "nst.checks", "gan.task", "feedforward.task", "feedforward.checkpoint",
-          "feedforward.comparison", "judge.command", "tracking.loggers", "tracking.sweep"}
+          "feedforward.comparison", "judge.command", "tracking.loggers", "tracking.sweep", "tracking.compare"}
 
 
 def module_name(path: Path) -> str:

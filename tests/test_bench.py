@@ -14,6 +14,7 @@ from nst_research.bench import nst, precision, startup
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # run with pytest -m slow; the quick precision test below keeps the timing loops and time to quality
 def test_quick_benchmark_writes_every_section(tmp_path):
     output = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--sections", "nst", "gan", "time_to_quality",

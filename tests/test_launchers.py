@@ -11,6 +11,8 @@ from test_sweeps import TINY, job_dirs
 
 SWEEP = ["optimizer=lbfgs,adam", *TINY]
 
+pytestmark = pytest.mark.slow  # a local Ray instance per sweep: run with pytest -m slow
+
 
 def layout(sweep_dir: Path) -> list[str]:
     """Every path under `sweep_dir`, with W&B's run ids, media hashes and artifact staging names made generic."""
