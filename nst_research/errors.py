@@ -1,7 +1,13 @@
 """User-facing input errors: the one exception type, and the checks shared by every config value."""
 
 import errno
+import functools
 import math
+import sys
+from collections.abc import Callable
+from typing import ParamSpec
+
+P = ParamSpec("P")
 
 
 class UserInputError(ValueError):
@@ -53,3 +59,24 @@ def environment_fault(error: BaseException) -> str | None:
     fix = ("free some space, then run the command again" if error.errno in (errno.ENOSPC, errno.EDQUOT) else
            "write somewhere you may, or fix the folder's permissions")
     return f"{ENVIRONMENT_FAULTS[error.errno]}{where}; {fix}"
+
+
+def one_line_errors(main: Callable[P, int]) -> Callable[P, int]:
+    """A script's `main`, whose failures the user can act on end as one `error:` line on stderr: bad input (a
+    `UserInputError`) with exit status 2, a fault of the machine (a full disk, a read-only folder) with 1."""
+
+    @functools.wraps(main)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except UserInputError as error:
+            print(f"error: {user_message(error)}", file=sys.stderr)
+            return 2
+        except OSError as error:
+            fault = environment_fault(error)
+            if fault is None:
+                raise
+            print(f"error: {fault}", file=sys.stderr)
+            return 1
+
+    return guarded

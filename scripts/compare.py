@@ -14,11 +14,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from nst_research.errors import UserInputError, environment_fault
+from nst_research.errors import one_line_errors
 from nst_research.tracking.compare import latest_sweep, read_folder, tradeoff_curves, write_comparison
 
 
-def main() -> None:
+@one_line_errors
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory", nargs="?", type=Path,
                         help="a multirun, a run, or a folder of runs (default: the latest multirun)")
@@ -30,25 +31,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.curves_by and not args.along:
         parser.error("--curves-by needs --along, the swept key that orders each line")
-    try:
-        directory = args.directory or latest_sweep()
-        folder = read_folder(directory)
-        print("\n".join(folder.notes()))
-        markdown, written = write_comparison(folder)
-        print(markdown)
-        if args.curves_by:
-            tradeoff_curves(folder.runs, args.curves_by, args.along, args.panels, directory / "tradeoff_curves.png")
-            written.append(directory / "tradeoff_curves.png")
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as error:  # a read-only or full folder: the machine's fault, not the input's
-        if environment_fault(error) is None:
-            raise
-        print(f"error: {environment_fault(error)}", file=sys.stderr)
-        sys.exit(1)
+    directory = args.directory or latest_sweep()
+    folder = read_folder(directory)
+    print("\n".join(folder.notes()))
+    markdown, written = write_comparison(folder)
+    print(markdown)
+    if args.curves_by:
+        tradeoff_curves(folder.runs, args.curves_by, args.along, args.panels, directory / "tradeoff_curves.png")
+        written.append(directory / "tradeoff_curves.png")
     print("wrote " + ", ".join(map(str, written)))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

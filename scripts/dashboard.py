@@ -10,10 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from nst_research.errors import UserInputError, environment_fault
+from nst_research.errors import UserInputError, one_line_errors
 
 
-def main() -> None:
+@one_line_errors
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory", nargs="?", type=Path,
                         help="a multirun or run directory (default: the latest multirun)")
@@ -27,22 +28,13 @@ def main() -> None:
     except ModuleNotFoundError as error:
         if error.name != "wandb_workspaces":
             raise
-        print('error: the dashboard needs wandb-workspaces; install it with pip install -e ".[dashboard]"',
-              file=sys.stderr)
-        sys.exit(2)
-    try:
-        directory = args.directory or latest_sweep()
-        page, spec, url = dashboard(directory, sync_runs=args.sync, entity=args.entity, project=args.project)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as error:  # a read-only or full folder: the machine's fault, not the input's
-        if environment_fault(error) is None:
-            raise
-        print(f"error: {environment_fault(error)}", file=sys.stderr)
-        sys.exit(1)
+        raise UserInputError('the dashboard needs wandb-workspaces; install it with pip install -e ".[dashboard]"'
+                             ) from None
+    directory = args.directory or latest_sweep()
+    page, spec, url = dashboard(directory, sync_runs=args.sync, entity=args.entity, project=args.project)
     print(f"wrote {page} and {spec}" + (f"; W&B report: {url}" if url else ""))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

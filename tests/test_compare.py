@@ -19,9 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_compare(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, directory: Path) -> str:
-    """`python scripts/compare.py DIRECTORY` in this process: what it prints."""
+    """`python scripts/compare.py DIRECTORY` in this process: what it prints (it must succeed)."""
     monkeypatch.setattr(sys, "argv", ["compare.py", str(directory)])
-    runpy.run_path(str(REPO / "scripts" / "compare.py"), run_name="__main__")
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(REPO / "scripts" / "compare.py"), run_name="__main__")
+    assert exited.value.code == 0, capsys.readouterr().err
     return capsys.readouterr().out
 
 

@@ -30,19 +30,21 @@ from nst_research.tracking.runlock import RunLock
 DASHBOARD_SCRIPT = REPO / "scripts" / "dashboard.py"
 
 
-def run_dashboard(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
-    """`python scripts/dashboard.py ARGS` in this process, as it runs with no W&B login."""
+def run_dashboard(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    """`python scripts/dashboard.py ARGS` in this process, as it runs with no W&B login: its exit status."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("NETRC", str(Path(args[0]) / "no-netrc"))
     monkeypatch.setattr(sys, "argv", [str(DASHBOARD_SCRIPT), *args])
-    runpy.run_path(str(DASHBOARD_SCRIPT), run_name="__main__")
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(DASHBOARD_SCRIPT), run_name="__main__")
+    return exited.value.code
 
 
 def make_dashboard(sweep: Path) -> tuple[str, dict[str, Any], str]:
     """`python scripts/dashboard.py SWEEP` with no W&B login: (its output, the report spec, the page)."""
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
-        run_dashboard(mp, str(sweep))  # exits only on an error
+        assert run_dashboard(mp, str(sweep)) == 0
     return out.getvalue(), json.loads((sweep / "wandb_report.json").read_text()), (sweep / "dashboard.html").read_text()
 
 
@@ -232,7 +234,7 @@ def test_failed_and_unfinished_jobs(nst_sweep, tmp_path, capsys, monkeypatch):
     (sweep / "1" / "results.json").write_text(json.dumps({"status": "failed", "task": results["task"],
                                                           "error": "RuntimeError: out of memory"}))
     (sweep / "3" / "results.json").unlink()
-    run_dashboard(monkeypatch, str(sweep))
+    assert run_dashboard(monkeypatch, str(sweep)) == 0
     skipped = [line for line in capsys.readouterr().out.splitlines() if line.startswith("skipped")]
     assert skipped == [f"skipped {sweep / '3'}: no results.json (the job did not finish)"]
     page = (sweep / "dashboard.html").read_text()
@@ -265,7 +267,7 @@ def test_running_jobs_and_resumed_labels(tmp_path, capsys, monkeypatch):
     (tmp_path / "2" / ".hydra").mkdir(parents=True)
     (tmp_path / "2" / ".hydra" / "overrides.yaml").write_text("- style_weight=1e7\n- iterations=2000\n")
     with RunLock(tmp_path / "2"):
-        run_dashboard(monkeypatch, str(tmp_path))
+        assert run_dashboard(monkeypatch, str(tmp_path)) == 0
     assert capsys.readouterr().out.splitlines()[0] == f"folder of 3 runs, 1 running (not one sweep): {tmp_path}"
     page = (tmp_path / "dashboard.html").read_text()
     rows = page.split('<tr class="run">')[1:]
@@ -274,9 +276,7 @@ def test_running_jobs_and_resumed_labels(tmp_path, capsys, monkeypatch):
 
 
 def test_refuses_a_directory_without_runs(tmp_path, capsys, monkeypatch):
-    with pytest.raises(SystemExit) as exit_info:
-        run_dashboard(monkeypatch, str(tmp_path))
-    assert exit_info.value.code == 2
+    assert run_dashboard(monkeypatch, str(tmp_path)) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
     assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,8 @@
 average when the run kept one), a grid (one class per row when conditional) and an interpolation strip, and
 bad input as one error line with nothing written."""
 
+import errno
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -10,6 +12,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
+from nst_research.gan import samples
 from nst_research.gan.samples import load_generator, main, slerp
 from nst_research.gan.task import make_loss
 
@@ -83,3 +86,18 @@ def test_bad_input_is_one_error_line_and_nothing_written(tmp_path, capsys, make,
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: ") and message in error[0], error
     assert not out.exists()
+
+
+def test_a_full_disk_is_one_error_line_with_exit_status_1(compose_cfg, tmp_path, capsys, monkeypatch):
+    """The machine's fault, not the input's: the same one line as every other command gives."""
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    trained_checkpoint(compose_cfg, tmp_path / "run" / "checkpoints" / "last.ckpt")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "grid.png"))
+
+    monkeypatch.setattr(samples, "save_image", full_disk)
+    assert main([str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"error: no space left on the disk ({tmp_path / 'out' / 'grid.png'}); free some space, then run "
+                     "the command again"]

@@ -33,7 +33,6 @@ Writes plane.json, plane.md and plane.png (eval/content against eval/style) into
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ from torchvision.utils import make_grid
 from nst_research.atomic import write_atomic
 from nst_research.bench.measure import compose_config, synchronize
 from nst_research.bench.nst import traced_run
-from nst_research.errors import UserInputError
+from nst_research.errors import UserInputError, one_line_errors
 from nst_research.feedforward.checkpoint import checkpoint_file, load_network
 from nst_research.feedforward.data import PhotoDataModule
 from nst_research.feedforward.task import load_styles
@@ -328,6 +327,7 @@ def plane_figure(report: dict[str, Any], path: Path) -> None:
     write_atomic(path, lambda f: figure.savefig(f, format="png", dpi=100))
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """The command line: run the comparison, print the table; bad input is one `error:` line and exit status 2."""
     parser = argparse.ArgumentParser(prog="scripts/feedforward_vs_optimization.py",
@@ -344,11 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = ("plane.md", "plane.json", "plane.png") if args.plane else ("comparison.md", "comparison.json",
                                                                         "contact_sheet.png")
-    try:
-        (judge_plane if args.plane else compare)(args.run_dir, args.out, args.steps, args.device)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    (judge_plane if args.plane else compare)(args.run_dir, args.out, args.steps, args.device)
     print((args.out / names[0]).read_text(), end="")
     print("wrote " + ", ".join(str(args.out / name) for name in names))
     return 0

@@ -18,7 +18,6 @@ not at all.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ from torch import Tensor, nn
 
 from nst_research.atomic import write_atomic
 from nst_research.data.files import image_files
-from nst_research.errors import UserInputError, environment_fault
+from nst_research.errors import UserInputError, one_line_errors
 from nst_research.feedforward.checkpoint import INTERRUPTED, checkpoint_file, load_network
 from nst_research.nst.images import MIN_IMAGE_SIZE, load_image, save_image
 from nst_research.nst.sources import MAX_MEGAPIXELS
@@ -170,16 +169,7 @@ def run(args: argparse.Namespace) -> None:
         print(f"{kind}: {target}")
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # a read-only or full folder: the machine's fault, not the input's
-        if environment_fault(error) is None:
-            raise
-        print(f"error: {environment_fault(error)}", file=sys.stderr)
-        return 1
+    run(parse_args(argv))
     return 0

@@ -15,7 +15,6 @@ bad one is one `error:` line on stderr, exit status 2.
 
 import argparse
 import pickle
-import sys
 import zipfile
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.utils import make_grid, save_image
 
-from nst_research.errors import UserInputError
+from nst_research.errors import UserInputError, one_line_errors
 from nst_research.feedforward.checkpoint import build_network, checkpoint_file
 from nst_research.gan.module import GENERATOR_KEY, generate, sample_noise
 
@@ -115,11 +114,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     return [args.out / name for name in images]
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    run(parse_args(argv))
     return 0

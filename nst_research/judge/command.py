@@ -14,9 +14,10 @@ Only argparse is imported before the arguments are parsed, so --help answers at 
 """
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
+
+from nst_research.errors import one_line_errors
 
 COLUMNS = ("content", "style", "score", "color", "content_ssim", "content_raw", "style_raw", "color_raw")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "judge"
@@ -34,15 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from nst_research.errors import UserInputError
-
-    try:
-        report = judge_images(args)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    report = judge_images(args)
     if args.json:
         import json
 
