@@ -1,25 +1,31 @@
-"""The number format a task computes in (`precision=32 | bf16 | auto`), and whether the hardware does bf16
+"""The number format a task computes in (`precision=32 | bf16 | fp16 | auto`), and whether the hardware does bf16
 natively.
 
-With bf16 the feature network and the loss terms' matrix products run under `torch.autocast` in bfloat16,
-while the image, its parameterization, the losses' sums and differences, the optimizer's state and L-BFGS's
-line search stay in fp32 (a loss is fp32 before `backward`). `auto` picks bf16 where matrix products in bf16
+With bf16 (or fp16) the feature network and the loss terms' matrix products run under `torch.autocast` in
+16 bits, while the image, its parameterization, the losses' sums and differences, the optimizer's state and
+L-BFGS's line search stay in fp32 (a loss is fp32 before `backward`). fp16, for GPUs whose fast 16-bit format
+it is (compute capability 7.x: V100, T4), has too little range for gradients, so its evaluations scale the
+loss (`LossScaler`). `auto` picks bf16 where matrix products in bf16
 are native: a CPU with AVX-512 BF16 or AMX (as oneDNN, which runs PyTorch's CPU convolutions, uses them) or an
 NVIDIA GPU of compute capability 8.0 or later; elsewhere bf16 is emulated and slower than fp32, so `auto`
 keeps fp32. `bf16_support(device)` is the probe, for any task to use: the training tasks (feed-forward, GAN)
 use it for `trainer.precision=auto`, Lightning's mixed precision where it pays (`TrainingPrecision`).
 """
 
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from nst_research.errors import UserInputError
 
-DTYPES = ("fp32", "bf16", "auto")
-CHOICES = {32: "fp32", "32": "fp32", "fp32": "fp32", "bf16": "bf16", "auto": "auto"}  # the option's value -> dtype
+DTYPES = ("fp32", "bf16", "fp16", "auto")
+CHOICES = {32: "fp32", "32": "fp32", "fp32": "fp32", "bf16": "bf16", 16: "fp16", "16": "fp16", "fp16": "fp16",
+           "auto": "auto"}  # the option's value -> dtype
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CPU_BF16_FLAGS = (("amx_bf16", "AMX BF16"), ("avx512_bf16", "AVX-512 BF16"))  # torch.cpu.get_capabilities() keys
 
 
@@ -41,19 +47,22 @@ def bf16_support(device: torch.device) -> tuple[bool, str]:
 
 
 def resolve(dtype: str, device: torch.device) -> tuple[str, str]:
-    """`dtype` ("fp32", "bf16" or "auto") as the format to run on `device` ("fp32" or "bf16"), and why."""
+    """`dtype` ("fp32", "bf16", "fp16" or "auto") as the format to run on `device` ("fp32", "bf16" or "fp16"),
+    and why. `auto` never picks fp16: where bf16 is not native, fp32 is the safe choice."""
     if dtype == "auto":
         native, why = bf16_support(device)
         return ("bf16" if native else "fp32"), f"auto: {why}"
     if dtype == "bf16":
         native, why = bf16_support(device)
         return "bf16", "requested" if native else f"requested; {why}"
+    if dtype == "fp16" and device.type == "cpu":
+        return "fp16", "requested; fp16 is meant for GPUs without bf16 (V100, T4): on a CPU it is slower than fp32"
     return dtype, "requested"
 
 
 @dataclass(frozen=True)
 class Precision:
-    """How the objective computes: its number format (`dtype`: fp32, bf16, or auto before `resolve`) and the
+    """How the objective computes: its number format (`dtype`: fp32, bf16, fp16, or auto before `resolve`) and the
     feature network's memory layout (`channels_last`: NHWC, which some convolution kernels prefer), with the
     reason they were chosen."""
 
@@ -69,7 +78,7 @@ class Precision:
     def choice(cls, precision: Any = 32, channels_last: Any = False) -> "Precision":
         """The precision the options `precision=` and `channels_last=` ask for; a bad value is a UserInputError."""
         if not isinstance(precision, int | str) or isinstance(precision, bool) or precision not in CHOICES:
-            raise UserInputError(f"precision={precision} is not a choice: use precision=32, bf16 or auto")
+            raise UserInputError(f"precision={precision} is not a choice: use precision=32, bf16, fp16 or auto")
         if not isinstance(channels_last, bool):
             raise UserInputError(f"channels_last={channels_last} must be true or false")
         return cls(CHOICES[precision], channels_last)
@@ -85,10 +94,14 @@ class Precision:
         return self.dtype == "fp32"
 
     def autocast(self, device_type: str) -> AbstractContextManager:
-        """The context the objective computes in: bf16 autocast, or nothing (fp32, or what the caller set)."""
+        """The context the objective computes in: bf16 or fp16 autocast, or nothing (fp32, or what the caller set)."""
         if self.dtype == "auto":
             raise ValueError("resolve an auto precision for its device first")
-        return nullcontext() if self.exact else torch.autocast(device_type, dtype=torch.bfloat16)
+        return nullcontext() if self.exact else torch.autocast(device_type, dtype=AUTOCAST_DTYPES[self.dtype])
+
+    def loss_scaler(self) -> "LossScaler | None":
+        """A fresh loss scaler for fp16's evaluations; None for the formats with fp32's range."""
+        return LossScaler() if self.dtype == "fp16" else None
 
     def describe(self) -> str:
         """`bf16 + channels_last (auto: CPU has AVX-512 BF16)`: the console's line."""
@@ -98,6 +111,44 @@ class Precision:
     def record(self) -> dict[str, Any]:
         """What results.json keeps."""
         return {"dtype": self.dtype, "channels_last": self.channels_last, "reason": self.reason}
+
+
+class LossScaler:
+    """Dynamic loss scaling for fp16 (Micikevicius et al., 2018, "Mixed Precision Training"): the loss is
+    multiplied by `scale` before `backward`, so that gradients too small for fp16 survive the backward pass, and
+    the gradients are divided by it after. When they come out inf or NaN, the scale halves and the evaluation is
+    repeated; after `growth_interval` evaluations in a row without overflow, it doubles.
+
+    It works inside an evaluation (`backward`), not at the optimizer's step as `torch.amp.GradScaler` does, so
+    that every optimizer, L-BFGS and its line search included, sees only unscaled, finite gradients. A loss that
+    is itself not finite is returned as it is (the run has diverged), as are gradients still not finite at
+    `min_scale`."""
+
+    def __init__(self, scale: float = 2.0**16, growth_interval: int = 100, min_scale: float = 2.0**-24) -> None:
+        self.scale, self.growth_interval, self.min_scale = scale, growth_interval, min_scale
+        self.good_evaluations = 0
+
+    def backward(self, evaluate: Callable[[], dict[str, Tensor]], backward: Callable[[Tensor], None],
+                 parameters: Sequence[Tensor]) -> dict[str, Tensor]:
+        """`evaluate()`'s losses, after `backward` of their scaled "total" has left the true gradients in
+        `parameters`' `.grad`; evaluated again, at a lower scale, as often as the gradients overflow."""
+        while True:
+            losses = evaluate()
+            backward(losses["total"] * self.scale)
+            gradients = [p.grad for p in parameters if p.grad is not None]
+            for gradient in gradients:
+                gradient.div_(self.scale)
+            overflow = not all(bool(torch.isfinite(gradient).all()) for gradient in gradients)
+            if not overflow or not torch.isfinite(losses["total"]) or self.scale <= self.min_scale:
+                break
+            self.scale, self.good_evaluations = self.scale / 2, 0
+            for p in parameters:
+                p.grad = None
+        if not overflow:
+            self.good_evaluations += 1
+            if self.good_evaluations == self.growth_interval:
+                self.scale, self.good_evaluations = self.scale * 2, 0
+        return losses
 
 
 def accelerator_device(accelerator: str) -> torch.device:

@@ -1,5 +1,6 @@
-"""`precision=32 | bf16 | auto` and `channels_last=`: what auto picks on each kind of hardware, the objective in bf16
-with its losses and measurements in fp32, and bf16 runs of every kind ending where fp32 runs do."""
+"""`precision=32 | bf16 | fp16 | auto` and `channels_last=`: what auto picks on each kind of hardware, the objective
+in bf16 with its losses and measurements in fp32, bf16 runs of every kind ending where fp32 runs do, and fp16's loss
+scaling."""
 
 import json
 import re
@@ -10,9 +11,10 @@ from PIL import Image
 
 from nst_research.errors import UserInputError
 from nst_research.nst.checks import check
+from nst_research.nst.losses import gram_matrix
 from nst_research.nst.task import build_objective, input_loader
 from nst_research.nst.task import run as run_nst_task
-from nst_research.precision import Precision, bf16_support
+from nst_research.precision import LossScaler, Precision, bf16_support
 
 CPU = torch.device("cpu")
 NATIVE_BF16, NO_BF16_REASON = bf16_support(CPU)
@@ -71,10 +73,20 @@ def test_auto_elsewhere_and_fp32_are_fp32():
         assert Precision.choice(value).resolve(CPU) == Precision()
 
 
-@pytest.mark.parametrize("value", ["fp16", 16, True, [32]])
+@pytest.mark.parametrize("value", ["fp8", 8, True, [32]])
 def test_an_unknown_precision_is_one_clear_error(value):
     with pytest.raises(UserInputError, match=re.escape(f"precision={value} is not a choice: use precision=32, bf16")):
         Precision.choice(value)
+
+
+def test_fp16_is_what_it_is_asked_for_and_says_a_cpu_is_the_wrong_place_for_it():
+    for value in (16, "16", "fp16"):
+        assert Precision.choice(value).dtype == "fp16"
+    on_cpu = Precision.choice("fp16").resolve(CPU)
+    assert on_cpu.dtype == "fp16" and on_cpu.reason.startswith("requested; fp16 is meant for GPUs without bf16")
+    assert Precision.choice("fp16").resolve(torch.device("cuda")).reason == "requested"
+    assert isinstance(on_cpu.loss_scaler(), LossScaler)
+    assert Precision("bf16").loss_scaler() is None and Precision().loss_scaler() is None
 
 
 def test_lightnings_trainer_precision_is_refused_for_style_transfer(compose_cfg, run_cli, tmp_path):
@@ -85,7 +97,7 @@ def test_lightnings_trainer_precision_is_refused_for_style_transfer(compose_cfg,
     run_dir = tmp_path / "run"
     done = run_cli("trainer.precision=bf16-mixed", f"hydra.run.dir={run_dir}", timeout=120)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
-    assert done.stderr.startswith("error: task=nst sets its number format with precision=32, bf16 or auto")
+    assert done.stderr.startswith("error: task=nst sets its number format with precision=32, bf16, fp16 or auto")
     assert not run_dir.exists()
 
 
@@ -203,3 +215,63 @@ def test_bf16_ends_within_2_percent_of_fp32_measured_in_fp32(compose_cfg, tmp_pa
     assert final != reference  # the steps ran in bf16
     assert final == pytest.approx(reference, rel=0.02)
     assert fp32["final_losses"]["total"] < fp32["initial_losses"]["total"] / 5
+
+
+# ---------------------------------------------------------------- fp16 and its loss scaler
+
+def fp16_scaled(factor: float):
+    """A parameter, and a loss whose gradient to it is `factor`, computed in fp16 on the way back."""
+    x = torch.zeros(4, requires_grad=True)
+    return x, lambda: {"total": (x.half() * factor).float().sum()}
+
+
+def test_the_loss_scaler_halves_and_evaluates_again_while_fp16_gradients_overflow():
+    x, evaluate = fp16_scaled(1000.0)  # scaled by more than 65.5, the gradient exceeds fp16's 65504
+    scaler, evaluations = LossScaler(scale=2.0**16, growth_interval=2), []
+    scaler.backward(lambda: evaluations.append(1) or evaluate(), lambda loss: loss.backward(), [x])
+    assert scaler.scale == 64 and len(evaluations) == 11  # 2^16 halved ten times, then one good evaluation
+    assert torch.equal(x.grad, torch.full((4,), 1000.0))  # unscaled, and from the good evaluation alone
+    x.grad = None
+    scaler.backward(evaluate, lambda loss: loss.backward(), [x])
+    assert scaler.scale == 128  # two good evaluations in a row: it tries a higher scale
+    x.grad = None
+    scaler.backward(evaluate, lambda loss: loss.backward(), [x])
+    assert scaler.scale == 64 and torch.equal(x.grad, torch.full((4,), 1000.0))
+
+
+def test_the_loss_scaler_keeps_gradients_that_fp16_alone_would_flush_to_zero():
+    x, evaluate = fp16_scaled(1e-8)  # below fp16's smallest number, 6e-8
+    evaluate()["total"].backward()
+    assert torch.equal(x.grad, torch.zeros(4))
+    x.grad = None
+    LossScaler().backward(evaluate, lambda loss: loss.backward(), [x])
+    assert x.grad == pytest.approx(torch.full((4,), 1e-8), rel=1e-3)
+
+
+def test_the_loss_scaler_returns_a_loss_that_is_not_finite_at_once():
+    """A diverged run is not the scaler's to fix: the run's finite-loss check stops it."""
+    x = torch.zeros(1, requires_grad=True)
+    scaler, evaluations = LossScaler(), []
+    losses = scaler.backward(lambda: evaluations.append(1) or {"total": (x * torch.inf).sum()},
+                             lambda loss: loss.backward(), [x])
+    assert len(evaluations) == 1 and not torch.isfinite(losses["total"]) and scaler.scale == 2.0**16
+
+
+def test_gram_matrices_keep_fp32_range_under_fp16_autocast():
+    """A sum over 64 x 64 positions of activations near 10 is about 400,000: beyond fp16's 65504."""
+    features = 10 + torch.rand(1, 8, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.float16):
+        gram = gram_matrix(features, "none")
+    assert torch.isfinite(gram).all()
+    assert torch.allclose(gram, gram_matrix(features, "none"))
+
+
+def test_an_fp16_run_ends_near_fp32_measured_in_fp32(compose_cfg, tmp_path):
+    settings = ["image_size=32", "iterations=5", "optimizer=adam", "logger=none", "judge=none"]
+    fp32 = run_nst_task(compose_cfg(settings, tmp_path / "fp32")).to_dict()
+    fp16 = run_nst_task(compose_cfg([*settings, "precision=fp16"], tmp_path / "fp16")).to_dict()
+    assert fp16["status"] == "completed" and fp16["precision"]["dtype"] == "fp16"
+    assert fp16["initial_losses"] == fp32["initial_losses"]  # the start image, measured in fp32 by both
+    final, reference = fp16["final_losses"]["total"], fp32["final_losses"]["total"]
+    assert final != reference  # the steps ran in fp16
+    assert final == pytest.approx(reference, rel=0.02)

@@ -53,7 +53,7 @@ def check_one_precision(trainer: DictConfig) -> None:
     fp32, L-BFGS included); Lightning's `trainer.precision`, which would autocast the whole step, stays fp32."""
     value = trainer.get("precision", "32-true")
     if str(value) not in ("32", "32-true"):
-        raise UserInputError(f"task=nst sets its number format with precision=32, bf16 or auto, not "
+        raise UserInputError(f"task=nst sets its number format with precision=32, bf16, fp16 or auto, not "
                              f"trainer.precision={value}; drop that override and use e.g. precision=bf16")
 
 

@@ -5,6 +5,7 @@ the whole term.
 """
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
 import torch
@@ -25,6 +26,13 @@ def content_loss(features: Tensor, target: Tensor, reduction: str = "mean") -> T
     raise ValueError(f"unknown content reduction {reduction!r}; choose one of {CONTENT_REDUCTIONS}")
 
 
+def fp32_under_fp16(device_type: str) -> AbstractContextManager:
+    """Autocast off where it would compute in fp16, whose range sums over many positions overflow; bf16 has
+    fp32's range and keeps its speed."""
+    fp16 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.float16
+    return torch.autocast(device_type, enabled=False) if fp16 else nullcontext()
+
+
 def gram_matrix(features: Tensor, normalization: str = "chw", mask: Tensor | None = None) -> Tensor:
     """G[b, i, j] = sum_k F[b, i, k] F[b, j, k] over positions k, divided by C*H*W, H*W or 1.
 
@@ -39,7 +47,8 @@ def gram_matrix(features: Tensor, normalization: str = "chw", mask: Tensor | Non
         features = features * mask
         positions = mask.pow(2).sum().clamp(min=1e-8)
     flat = features.reshape(b, c, h * w)
-    gram = flat @ flat.transpose(1, 2)
+    with fp32_under_fp16(features.device.type):  # a sum over positions exceeds fp16's range (65504)
+        gram = flat @ flat.transpose(1, 2)
     divisors = {"none": 1, "chw": c * positions, "hw": positions}
     if normalization not in divisors:
         raise ValueError(f"unknown Gram normalisation {normalization!r}; choose one of {GRAM_NORMALIZATIONS}")

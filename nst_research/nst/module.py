@@ -21,6 +21,7 @@ from nst_research.nst.multiscale import resize_state
 from nst_research.nst.objective import StyleTransferObjective
 from nst_research.nst.parameterizations import ImageParameterization, Pixels
 from nst_research.nst.terms import Buffers
+from nst_research.precision import LossScaler
 from nst_research.tracking.loggers import log_images
 
 
@@ -123,6 +124,7 @@ class StyleTransferModule(pl.LightningModule):
             self.average.load_state_dict(resume["average"])
         self.last_good = self.snapshot()  # the latest checked iterate whose loss was finite
         self.interrupts: StepBoundaryInterrupt | None = None  # set while the task fits this module
+        self.loss_scaler: LossScaler | None = None  # fp16's, made when fitting starts (in the objective's precision)
 
     def train_dataloader(self) -> DataLoader:
         """One item per optimizer step: Lightning needs a loader even when the data is one image."""
@@ -164,6 +166,7 @@ class StyleTransferModule(pl.LightningModule):
             self.interrupts.check()
 
     def on_fit_start(self) -> None:
+        self.loss_scaler = self.objective.precision.loss_scaler()
         masks = None if self.masks is None else list(self.masks.as_dict().values())
         self.objective.set_targets(self.content, list(self.styles.as_dict().values()), self.blend, masks)
         self.save_intermediate(self.run_step)
@@ -180,11 +183,15 @@ class StyleTransferModule(pl.LightningModule):
 
         def closure() -> Tensor:
             optimizer.zero_grad()
-            losses = self.compute_losses()
+            if self.loss_scaler is None:
+                losses = self.compute_losses()
+                self.manual_backward(losses["total"])
+            else:  # fp16: the gradients of a scaled loss, unscaled
+                losses = self.loss_scaler.backward(self.compute_losses, self.manual_backward,
+                                                   list(self.parameterization.parameters()))
             if not self.initial_losses:  # the first evaluation is of the start image (in [0, 1]): its losses
                 self.initial_losses = ({k: v.item() for k, v in losses.items()} if self.objective.precision.exact
                                        else self.evaluate())  # in fp32, as the final ones
-            self.manual_backward(losses["total"])
             self.loss_evaluations += 1
             last.update(losses)
             return losses["total"]

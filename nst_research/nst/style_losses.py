@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from nst_research.errors import UserInputError
 from nst_research.nst.losses import (
     GRAM_NORMALIZATIONS,
+    fp32_under_fp16,
     gram_loss,
     gram_matrix,
     mean_covariance,
@@ -160,7 +161,8 @@ class MRFStyleLoss(StyleLoss):
         best = torch.full((len(patches),), -torch.inf, device=patches.device)
         index = torch.zeros(len(patches), dtype=torch.long, device=patches.device)
         for start in range(0, len(unit_targets), self.chunk_size):
-            scores = patches @ unit_targets[start:start + self.chunk_size].T
+            with fp32_under_fp16(patches.device.type):  # unnormalised patches' scores can exceed fp16's range
+                scores = patches @ unit_targets[start:start + self.chunk_size].T
             value, position = scores.max(dim=1)
             better = value > best
             best = torch.where(better, value, best)
