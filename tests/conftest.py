@@ -41,12 +41,17 @@ def _wandb_dirs(tmp_path_factory: pytest.TempPathFactory):
 
 
 def compose_config(overrides: list[str] | tuple[str, ...], output_dir: Path) -> DictConfig:
-    """The primary config as the app would see it, writing to `output_dir`.
+    """The primary config as the app would see it, writing to `output_dir`, with style transfer in fp32
+    (`precision=32`) unless the overrides set `precision=`: the default, auto, computes in bf16 or fp32 by the
+    CPU, and a test must check the same numbers on every machine (tests/test_precision.py tests auto).
 
     (The default `output_dir: ${hydra:runtime.output_dir}` only resolves inside a Hydra run.)
     """
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=[*overrides, f"output_dir={output_dir}"])
+        cfg = compose(config_name="config", overrides=[*overrides, f"output_dir={output_dir}"])
+    if "precision" in cfg and not any(override.lstrip("+~").startswith("precision=") for override in overrides):
+        cfg.precision = 32
+    return cfg
 
 
 @pytest.fixture

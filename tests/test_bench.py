@@ -41,7 +41,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert all(row["ratio"] == row["framework_ms"] / row["plain_ms"] > 0 for row in gan_ratios)
     assert "GAN: framework vs plain PyTorch loop" in done.stdout
     default, *tried = report["time_to_quality"]
-    assert default["candidate"].startswith("default") and default["steps"] == 10 and default["time_ratio"] == 1
+    assert default["candidate"].startswith("fp32 default") and default["steps"] == 10 and default["time_ratio"] == 1
     assert [row["candidate"] for row in tried] == list(nst.candidates(quick=True))
     for row in tried:
         assert row["target_loss"] == default["loss"] > 0 and row["pair"] == "cat:coffee", row
@@ -115,7 +115,7 @@ def test_quick_precision_sections_time_each_precision_and_measure_bf16_in_fp32(t
     assert all(row["speedup"] == 1 for row in speedups if row["precision"] == "fp32")
     assert "precision: median step time" in done.stdout and "precision: bf16 + channels_last (" in done.stdout
     default, *tried = report["time_to_quality"]
-    assert default["candidate"].startswith("default") and default["time_ratio"] == 1
+    assert default["candidate"].startswith("fp32 default") and default["time_ratio"] == 1
     assert [row["candidate"] for row in tried] == ["bf16", "bf16 + channels_last"]
     for row in tried:  # each loss measured in fp32, against the fp32 default's
         assert row["target_loss"] == default["loss"] and row["loss"] > 0 and row["loss"] != default["loss"], row

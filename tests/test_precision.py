@@ -4,9 +4,11 @@ scaling."""
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from nst_research.errors import UserInputError
@@ -16,6 +18,7 @@ from nst_research.nst.task import build_objective, input_loader
 from nst_research.nst.task import run as run_nst_task
 from nst_research.precision import LossScaler, Precision, bf16_support
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 CPU = torch.device("cpu")
 NATIVE_BF16, NO_BF16_REASON = bf16_support(CPU)
 
@@ -153,9 +156,13 @@ TINY = ["image_size=48", "iterations=2", "logger=none", "judge=none"]
 
 
 def test_the_run_says_which_precision_ran_and_why(compose_cfg, tmp_path, capsys):
-    default = run_nst_task(compose_cfg(TINY, tmp_path / "default")).to_dict()
-    assert default["precision"] == {"dtype": "fp32", "channels_last": False, "reason": "requested"}
-    assert "precision:" not in capsys.readouterr().out  # the default says nothing
+    """The default is auto, which says what it chose and why; precision=32, the fp32 of runs made before the
+    option existed, says nothing."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        assert compose(config_name="config").precision == "auto"  # as a run composes it (compose_cfg sets 32)
+    fp32 = run_nst_task(compose_cfg([*TINY, "precision=32"], tmp_path / "fp32")).to_dict()
+    assert fp32["precision"] == {"dtype": "fp32", "channels_last": False, "reason": "requested"}
+    assert "precision:" not in capsys.readouterr().out
     results = run_nst_task(compose_cfg([*TINY, "precision=auto", "channels_last=true"], tmp_path / "auto")).to_dict()
     expected = Precision.choice("auto", channels_last=True).resolve(CPU)
     assert f"precision: {expected.describe()}\n" in capsys.readouterr().out

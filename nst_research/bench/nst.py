@@ -48,9 +48,11 @@ QUICK_MULTISCALE = ["multiscale.min_size=32", "multiscale.iterations=5"]
 
 
 def nst_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """The run's config, with CSV logging and no progress bar or intermediate images in the timed steps."""
-    return compose_config(["task=nst", "logger=csv", "+trainer.enable_progress_bar=false", "save_every=100000",
-                           f"output_dir={output_dir}", *overrides])
+    """The run's config, with CSV logging and no progress bar or intermediate images in the timed steps, in fp32
+    unless `overrides` set another precision: the default's `precision=auto` differs between machines, and the
+    plain loop and the rows of other machines are fp32."""
+    return compose_config(["task=nst", "precision=32", "logger=csv", "+trainer.enable_progress_bar=false",
+                           "save_every=100000", f"output_dir={output_dir}", *overrides])
 
 
 def traced_run(cfg: DictConfig, start: float, **trace: Any) -> tuple[Any, list[dict[str, float]]]:
@@ -199,8 +201,8 @@ def quality_run(size: int, device: str, overrides: list[str], target_loss: float
 
 def quality_section(devices: list[str], quick: bool, sizes: list[int], pairs: list[tuple[str, str]],
                     budget: float, tried: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """For each size and content:style pair, the default run (single-scale L-BFGS, 200 steps) gives its final loss
-    and wall time; each candidate of `tried` (name: overrides) then runs until its loss at the final size reaches
+    """For each size and content:style pair, the default run in fp32 (single-scale L-BFGS, 200 steps) gives its final
+    loss and wall time; each candidate of `tried` (name: overrides) then runs until its loss at the final size reaches
     that loss, or for `budget` times the default's wall time. Rows: the steps, loss evaluations and wall time each
     took to reach it (wall time None if it did not), its time over the default's, and its last loss. Losses are
     fp32: a candidate that computes in bf16 is measured in fp32 (`StepTrace`)."""
@@ -211,7 +213,8 @@ def quality_section(devices: list[str], quick: bool, sizes: list[int], pairs: li
             for content, style in pairs:
                 inputs = [f"content={content}", f"style={style}", *common]
                 default = in_fresh_process(quality_run, size, device, inputs, None, None)
-                rows.append(quality_row(size, device, content, style, "default (L-BFGS, pixels)", default, default))
+                rows.append(quality_row(size, device, content, style, "fp32 default (L-BFGS, pixels)", default,
+                                        default))
                 for name, overrides in tried.items():
                     result = in_fresh_process(quality_run, size, device, [*inputs, *overrides], default["loss"],
                                               budget * default["wall_s"])

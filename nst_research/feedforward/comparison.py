@@ -114,10 +114,11 @@ def stylize_timed(network: nn.Module, image: Tensor) -> tuple[Tensor, float]:
 
 def optimization_config(cfg: DictConfig, content: Path, steps: int, save_every: int, output_dir: Path,
                         device: str) -> DictConfig:
-    """task=nst from `content` with the feed-forward run's objective, style at the same size, `steps` L-BFGS steps."""
+    """task=nst from `content` with the feed-forward run's objective, style at the same size, `steps` L-BFGS steps,
+    in fp32 as the network computes (not the default's `precision=auto`, which differs between machines)."""
     size = cfg.photos.val_size or cfg.image_size
     style_size = round(cfg.image_size * cfg.style_scale)  # as the feed-forward run loaded its style images
-    nst = compose_config(["task=nst", f"content={content}", f"image_size={size}", f"iterations={steps}",
+    nst = compose_config(["task=nst", "precision=32", f"content={content}", f"image_size={size}", f"iterations={steps}",
                           f"save_every={save_every}", "logger=csv", f"output_dir={output_dir}",
                           f"trainer.accelerator={device}", "+trainer.enable_progress_bar=false"])
     for key in SHARED_NODES:
