@@ -56,7 +56,8 @@ def resolve(dtype: str, device: torch.device) -> tuple[str, str]:
         native, why = bf16_support(device)
         return "bf16", "requested" if native else f"requested; {why}"
     if dtype == "fp16" and device.type == "cpu":
-        return "fp16", "requested; fp16 is meant for GPUs without bf16 (V100, T4): on a CPU it is slower than fp32"
+        return "fp16", ("requested; fp16 is meant for GPUs without bf16 (V100, T4): a CPU emulates it, tens of times "
+                        "slower than fp32")
     return dtype, "requested"
 
 
