@@ -15,6 +15,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
@@ -52,6 +53,17 @@ def compose_config(overrides: list[str] | tuple[str, ...], output_dir: Path) -> 
     if "precision" in cfg and not any(override.lstrip("+~").startswith("precision=") for override in overrides):
         cfg.precision = 32
     return cfg
+
+
+def half_masks(folder: Path, size: int) -> str:
+    """Two masks of a `size` px square, its left half and its right half, saved in `folder`: the `masks=`
+    override that gives the first style the left of the image and the second the right."""
+    left, right = Image.new("L", (size, size), 0), Image.new("L", (size, size), 0)
+    left.paste(255, (0, 0, size // 2, size))
+    right.paste(255, (size // 2, 0, size, size))
+    left.save(folder / "left.png")
+    right.save(folder / "right.png")
+    return f"masks=[{folder / 'left.png'},{folder / 'right.png'}]"
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ scaling."""
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONF_DIR, half_masks
 from hydra import compose, initialize_config_dir
-from PIL import Image
 
 from nst_research.errors import UserInputError
 from nst_research.nst.checks import check
@@ -18,7 +17,6 @@ from nst_research.nst.task import build_objective, input_loader
 from nst_research.nst.task import run as run_nst_task
 from nst_research.precision import LossScaler, Precision, bf16_support
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 CPU = torch.device("cpu")
 NATIVE_BF16, NO_BF16_REASON = bf16_support(CPU)
 
@@ -172,13 +170,7 @@ def test_the_run_says_which_precision_ran_and_why(compose_cfg, tmp_path, capsys)
 
 @pytest.fixture(scope="module")
 def mask_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("masks")
-    left, right = Image.new("L", (48, 48), 0), Image.new("L", (48, 48), 0)
-    left.paste(255, (0, 0, 24, 48))
-    right.paste(255, (24, 0, 48, 48))
-    left.save(folder / "left.png")
-    right.save(folder / "right.png")
-    return f"masks=[{folder / 'left.png'},{folder / 'right.png'}]"
+    return half_masks(tmp_path_factory.mktemp("masks"), 48)
 
 
 @pytest.mark.parametrize("overrides", [

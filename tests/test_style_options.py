@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import gatys_objective
+from conftest import gatys_objective, half_masks
 from PIL import Image
 from torchvision.transforms import functional as TF
 
@@ -227,14 +227,8 @@ def test_per_layer_weight_lists_from_the_command_line(compose_cfg, tmp_path):
 def masked_run(tmp_path_factory, compose_at):
     """Coffee on the left half of a square content, hubble on the right half."""
     folder = tmp_path_factory.mktemp("masked")
-    left, right = Image.new("L", (64, 64), 0), Image.new("L", (64, 64), 0)
-    left.paste(255, (0, 0, 32, 64))
-    right.paste(255, (32, 0, 64, 64))
-    left.save(folder / "left.png")
-    right.save(folder / "right.png")
-    cfg = compose_at(["content=astronaut", f"style=[{','.join(STYLES)}]",
-                      f"masks=[{folder / 'left.png'},{folder / 'right.png'}]", "image_size=64", "iterations=40",
-                      "init=noise", "logger=none"], folder / "run")
+    cfg = compose_at(["content=astronaut", f"style=[{','.join(STYLES)}]", half_masks(folder, 64), "image_size=64",
+                      "iterations=40", "init=noise", "logger=none"], folder / "run")
     return folder / "run", run_style_transfer(cfg)
 
 

@@ -54,7 +54,7 @@ def precision_choice(cfg: DictConfig) -> Precision:
 
 def compute_in(objective: StyleTransferObjective, precision: Precision, device: torch.device) -> None:
     """Make the objective compute in `precision` as it runs on `device`, and say which, and why, on the console
-    unless it is the plain default."""
+    unless fp32 was asked for as it is (`precision=32`)."""
     resolved = precision.resolve(device)
     objective.compute_in(resolved)
     if precision != Precision():
